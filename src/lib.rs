@@ -1,0 +1,1 @@
+//! Workspace root package; see the `ventyd` crate.
