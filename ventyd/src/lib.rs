@@ -1,1 +1,56 @@
+#![doc = include_str!("docs/crate.md")]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Lets the code the macros generate (`::ventyd::...`) name this crate from inside it too.
+extern crate self as ventyd;
+
+mod aggregate;
+mod entity;
+mod envelope;
+mod error;
+mod event;
+mod id;
+mod repository;
+pub mod storage;
+mod time;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use aggregate::{Aggregate, IntoEvents, Reducer};
+pub use entity::{
+    CreateOptions, DEFAULT_QUEUE_LIMIT, Dispatch, Entity, EntityConfig, ReadonlyEntity,
+};
+pub use envelope::{Envelope, Metadata};
+pub use error::{
+    BoxError, DecodeError, DecodeReason, Error, StorageError, ValidationError, Violation,
+};
+pub use event::{Event, EventSchema, EventSchemas, contains_name};
+pub use id::{IdGenerator, SequentialIds, UuidV7};
+pub use repository::{Committed, Repository};
+pub use storage::{ExpectedVersion, MemoryStorage, Storage};
+pub use time::{Clock, FixedClock, ParseTimestampError, SystemClock, Timestamp};
+pub use uuid::Uuid;
+
+#[doc = include_str!("docs/event.md")]
+pub use ventyd_macros::event;
+
+#[doc = include_str!("docs/aggregate.md")]
+pub use ventyd_macros::Aggregate;
+
+#[doc = include_str!("docs/mutations.md")]
+pub use ventyd_macros::mutations;
+
+/// Marks a mutation inside a [`macro@mutations`] impl block; on its own it is an error.
+pub use ventyd_macros::mutation;
+
+/// Re-exports for `use ventyd::prelude::*;`: the macros, the traits mutations need, the entity,
+/// repository and the in-memory store.
+pub mod prelude {
+    pub use crate::storage::{MemoryStorage, Storage};
+    pub use crate::{
+        Aggregate, Dispatch, Entity, Event, Metadata, ReadonlyEntity, Reducer, Repository, event,
+        mutation, mutations,
+    };
+}

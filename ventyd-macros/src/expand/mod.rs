@@ -1,0 +1,6 @@
+//! Expansion: turns a checked model and its plan into tokens. Nothing here can fail; a case
+//! that cannot be expanded is a check that is missing.
+
+pub mod aggregate;
+pub mod event;
+pub mod mutation;

@@ -1,0 +1,38 @@
+//! Items the generated code names. Not public API: no stability guarantees.
+
+pub use schemars;
+pub use serde;
+pub use serde_json;
+pub use std::sync::OnceLock;
+
+use crate::aggregate::{Aggregate, IntoEvents, Reducer};
+use crate::entity::{Dispatch, Entity};
+use crate::error::Error;
+use crate::event::Event;
+
+/// Dispatches what a deciding mutation (`&self -> events`) returned.
+#[inline]
+pub fn decide<A: Reducer, R: IntoEvents<A::Event>>(
+    entity: &mut Entity<A>,
+    events: R,
+) -> Result<(), Error> {
+    entity.decide(events)
+}
+
+/// Runs a dispatching mutation (`&mut Dispatch<Self>`), undoing it when it fails.
+#[inline]
+pub fn mutate<A: Reducer, T, E>(
+    entity: &mut Entity<A>,
+    f: impl FnOnce(&mut Dispatch<'_, A>) -> Result<T, E>,
+) -> Result<T, E> {
+    crate::entity::mutate(entity, f)
+}
+
+/// Compile-time check that `E` is an `#[event]` enum.
+pub fn assert_event<E: Event>() {}
+
+/// Compile-time check that `A` is an aggregate.
+pub fn assert_aggregate<A: Aggregate>() {}
+
+/// Compile-time check that `A` is an aggregate with a reducer.
+pub fn assert_reducer<A: Reducer>() {}

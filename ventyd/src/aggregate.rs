@@ -1,0 +1,106 @@
+//! Aggregates: the state an entity folds its events into.
+
+use crate::event::Event;
+
+/// The state of an entity, tied to its event enum.
+///
+/// Derive it with `#[derive(Aggregate)]` and `#[aggregate(event = UserEvent)]`; the entity name
+/// comes from the event enum. The folding itself is the [`Reducer`], written by hand so that the
+/// compiler checks the `match` over the events for exhaustiveness.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "not an aggregate",
+    note = "derive it: `#[derive(Aggregate)] #[aggregate(event = YourEvent)]`"
+)]
+pub trait Aggregate: Sized + Clone + Send + Sync + 'static {
+    /// The event enum whose events this state folds.
+    type Event: Event;
+}
+
+/// The pure reducer of an aggregate: Ventyd's `defineReducer`, split in two so that an entity
+/// can only ever begin with its initial event.
+///
+/// ```
+/// use ventyd::prelude::*;
+///
+/// #[event(entity = "counter")]
+/// #[derive(Debug, Clone)]
+/// pub enum CounterEvent {
+///     #[event(initial)]
+///     Opened { start: i64 },
+///     Added { amount: i64 },
+/// }
+///
+/// #[derive(Aggregate, Debug, Clone)]
+/// #[aggregate(event = CounterEvent)]
+/// pub struct Counter {
+///     pub value: i64,
+/// }
+///
+/// impl Reducer for Counter {
+///     fn init(opened: &CounterOpened) -> Self {
+///         Counter { value: opened.start }
+///     }
+///     fn apply(&mut self, event: &CounterEvent) {
+///         match event {
+///             CounterEvent::Opened { start } => self.value = *start,
+///             CounterEvent::Added { amount } => self.value += amount,
+///         }
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no reducer",
+    label = "`Reducer` is not implemented",
+    note = "implement `ventyd::Reducer` for `{Self}`: `fn init(initial) -> Self` and `fn apply(&mut self, event)`"
+)]
+pub trait Reducer: Aggregate {
+    /// Builds the first state from the initial event's body.
+    fn init(initial: &<Self::Event as Event>::Initial) -> Self;
+
+    /// Folds one event into the state. Must not fail: every rule is checked before an event is
+    /// dispatched, and stored events are facts.
+    fn apply(&mut self, event: &Self::Event);
+}
+
+/// What a deciding mutation may return: one event, an optional event, or several.
+#[diagnostic::on_unimplemented(
+    message = "a mutation of this aggregate must return events of type `{E}`, not `{Self}`",
+    label = "not an event of this aggregate",
+    note = "return `{E}`, `Option<{E}>`, `Vec<{E}>` or an array of them, optionally inside `Result<_, YourError>`"
+)]
+pub trait IntoEvents<E> {
+    /// The iterator over the events.
+    type Iter: Iterator<Item = E>;
+
+    /// The events, in the order they are dispatched.
+    fn into_events(self) -> Self::Iter;
+}
+
+impl<E: Event> IntoEvents<E> for E {
+    type Iter = std::iter::Once<E>;
+    fn into_events(self) -> Self::Iter {
+        std::iter::once(self)
+    }
+}
+
+impl<E: Event> IntoEvents<E> for Option<E> {
+    type Iter = std::option::IntoIter<E>;
+    fn into_events(self) -> Self::Iter {
+        self.into_iter()
+    }
+}
+
+impl<E: Event> IntoEvents<E> for Vec<E> {
+    type Iter = std::vec::IntoIter<E>;
+    fn into_events(self) -> Self::Iter {
+        self.into_iter()
+    }
+}
+
+impl<E: Event, const N: usize> IntoEvents<E> for [E; N] {
+    type Iter = std::array::IntoIter<E, N>;
+    fn into_events(self) -> Self::Iter {
+        self.into_iter()
+    }
+}

@@ -1,0 +1,609 @@
+//! Entities: an aggregate's state with its identity, version, history and queued events.
+
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::aggregate::{IntoEvents, Reducer};
+use crate::envelope::{Envelope, decode_error, decode_stored};
+use crate::error::{DecodeReason, Error, ValidationError};
+use crate::event::{Event, encode_body};
+use crate::id::{IdGenerator, UuidV7};
+use crate::storage::StoredEvent;
+use crate::time::{Clock, SystemClock, Timestamp};
+
+/// The default limit of uncommitted events on one entity.
+pub const DEFAULT_QUEUE_LIMIT: usize = 10_000;
+
+/// What entities are made with: the clock, the id generator and the queue limit.
+///
+/// A [`Repository`](crate::Repository) hands its configuration to every entity it creates or
+/// loads; [`Entity::create`] uses the default (system clock, UUID v7 ids, 10,000 events).
+///
+/// ```
+/// use ventyd::{EntityConfig, FixedClock, SequentialIds, Timestamp};
+///
+/// let config = EntityConfig::default()
+///     .with_clock(FixedClock::new(Timestamp::from_millis(0)))
+///     .with_ids(SequentialIds::default())
+///     .with_queue_limit(100);
+/// assert_eq!(config.queue_limit(), 100);
+/// ```
+#[derive(Clone)]
+pub struct EntityConfig {
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    queue_limit: usize,
+}
+
+impl Default for EntityConfig {
+    fn default() -> Self {
+        EntityConfig {
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(UuidV7),
+            queue_limit: DEFAULT_QUEUE_LIMIT,
+        }
+    }
+}
+
+impl fmt::Debug for EntityConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntityConfig")
+            .field("queue_limit", &self.queue_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+static DEFAULT_CONFIG: LazyLock<Arc<EntityConfig>> =
+    LazyLock::new(|| Arc::new(EntityConfig::default()));
+
+impl EntityConfig {
+    /// Uses `clock` for event creation times.
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses `ids` for new entity and event ids.
+    pub fn with_ids(mut self, ids: impl IdGenerator) -> Self {
+        self.ids = Arc::new(ids);
+        self
+    }
+
+    /// Sets how many uncommitted events an entity may hold.
+    pub fn with_queue_limit(mut self, limit: usize) -> Self {
+        self.queue_limit = limit;
+        self
+    }
+
+    /// The queue limit.
+    pub fn queue_limit(&self) -> usize {
+        self.queue_limit
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    /// The id generator.
+    pub fn ids(&self) -> &dyn IdGenerator {
+        &*self.ids
+    }
+}
+
+/// Options of [`Entity::create_with`]: Ventyd's `create({ body, entityId, eventId, eventCreatedAt })`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// The entity id; generated when absent.
+    pub entity_id: Option<String>,
+    /// The initial event's id; generated when absent.
+    pub event_id: Option<Uuid>,
+    /// The initial event's creation time; the clock's time when absent.
+    pub event_created_at: Option<Timestamp>,
+}
+
+impl CreateOptions {
+    /// Sets the entity id.
+    pub fn entity_id(mut self, id: impl Into<String>) -> Self {
+        self.entity_id = Some(id.into());
+        self
+    }
+
+    /// Sets the initial event's id.
+    pub fn event_id(mut self, id: Uuid) -> Self {
+        self.event_id = Some(id);
+        self
+    }
+
+    /// Sets the initial event's creation time.
+    pub fn event_created_at(mut self, at: Timestamp) -> Self {
+        self.event_created_at = Some(at);
+        self
+    }
+}
+
+/// A queued event: its envelope and the body that was validated, ready to store.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued<E> {
+    pub(crate) envelope: Envelope<E>,
+    pub(crate) body: Value,
+}
+
+/// An event-sourced entity: state, identity, version, history and the events not yet committed.
+///
+/// Its mutations are the methods of the trait that `#[mutations]` generates for the aggregate
+/// (`UserMutations` for `User`). Each dispatched event is validated against its schema, applied
+/// to the state at once and queued; a failed mutation leaves the entity exactly as it was.
+/// [`Repository::commit`](crate::Repository::commit) stores the queue and clears it only once the
+/// store has confirmed it.
+pub struct Entity<A: Reducer> {
+    id: Arc<str>,
+    state: A,
+    committed_version: u64,
+    history: Vec<Envelope<A::Event>>,
+    queue: Vec<Queued<A::Event>>,
+    config: Arc<EntityConfig>,
+}
+
+impl<A: Reducer + fmt::Debug> fmt::Debug for Entity<A>
+where
+    A::Event: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entity")
+            .field("entity_name", &self.entity_name())
+            .field("entity_id", &&*self.id)
+            .field("version", &self.version())
+            .field("state", &self.state)
+            .field("queued", &self.queue.len())
+            .finish()
+    }
+}
+
+impl<A: Reducer> Clone for Entity<A> {
+    fn clone(&self) -> Self {
+        Entity {
+            id: self.id.clone(),
+            state: self.state.clone(),
+            committed_version: self.committed_version,
+            history: self.history.clone(),
+            queue: self.queue.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<A: Reducer> Entity<A> {
+    /// Creates an entity from its initial event's body, with a new id.
+    ///
+    /// Only the initial event's body type is accepted, so creating an entity from any other
+    /// event does not compile.
+    ///
+    /// ```
+    /// # use ventyd::prelude::*;
+    /// # #[event(entity = "user")]
+    /// # #[derive(Debug, Clone)]
+    /// # pub enum UserEvent { #[event(initial)] Created { email: String } }
+    /// # #[derive(Aggregate, Debug, Clone)]
+    /// # #[aggregate(event = UserEvent)]
+    /// # pub struct User { email: String }
+    /// # impl Reducer for User {
+    /// #     fn init(c: &UserCreated) -> Self { User { email: c.email.clone() } }
+    /// #     fn apply(&mut self, _: &UserEvent) {}
+    /// # }
+    /// let user = Entity::<User>::create(UserCreated { email: "a@example.com".into() })?;
+    /// assert_eq!(user.version(), 1);
+    /// assert_eq!(user.queued_events().len(), 1);
+    /// # Ok::<(), ventyd::Error>(())
+    /// ```
+    pub fn create(initial: <A::Event as Event>::Initial) -> Result<Self, Error> {
+        Self::create_in(&DEFAULT_CONFIG, initial, CreateOptions::default())
+    }
+
+    /// Creates an entity with a chosen id, event id or creation time.
+    pub fn create_with(
+        initial: <A::Event as Event>::Initial,
+        options: CreateOptions,
+    ) -> Result<Self, Error> {
+        Self::create_in(&DEFAULT_CONFIG, initial, options)
+    }
+
+    pub(crate) fn create_in(
+        config: &Arc<EntityConfig>,
+        initial: <A::Event as Event>::Initial,
+        options: CreateOptions,
+    ) -> Result<Self, Error> {
+        let name = <A::Event as Event>::INITIAL_NAME;
+        let id: Arc<str> = match options.entity_id {
+            Some(id) => Arc::from(id),
+            None => Arc::from(config.ids.entity_id()),
+        };
+        let body = serde_json::to_value(&initial).map_err(|source| Error::Encode {
+            event_name: name,
+            source,
+        })?;
+        validate::<A::Event>(name, &id, &body)?;
+        let state = A::init(&initial);
+        let envelope = Envelope {
+            event_id: options.event_id.unwrap_or_else(|| config.ids.event_id()),
+            event_created_at: options
+                .event_created_at
+                .unwrap_or_else(|| config.clock.now()),
+            entity_id: id.clone(),
+            version: 1,
+            position: None,
+            schema_version: 1,
+            metadata: None,
+            event: initial.into(),
+        };
+        Ok(Entity {
+            id,
+            state,
+            committed_version: 0,
+            history: Vec::new(),
+            queue: vec![Queued { envelope, body }],
+            config: config.clone(),
+        })
+    }
+
+    /// Rebuilds an entity from its stored events (which must start at version 1), or `None`
+    /// when there are none.
+    pub(crate) fn from_stored(
+        config: &Arc<EntityConfig>,
+        entity_id: &str,
+        stored: &[StoredEvent],
+        validate: bool,
+    ) -> Result<Option<Self>, Error> {
+        let Some((first, rest)) = stored.split_first() else {
+            return Ok(None);
+        };
+        let id: Arc<str> = Arc::from(entity_id);
+        let check = |s: &StoredEvent, expected: u64| -> Result<(), Error> {
+            if s.entity_id != entity_id || s.entity_name != <A::Event as Event>::ENTITY_NAME {
+                return Err(decode_error(s, DecodeReason::WrongStream));
+            }
+            if s.version != expected {
+                return Err(decode_error(s, DecodeReason::VersionGap { expected }));
+            }
+            Ok(())
+        };
+        check(first, 1)?;
+        if first.event_name != <A::Event as Event>::INITIAL_NAME {
+            return Err(decode_error(
+                first,
+                DecodeReason::NotInitial {
+                    expected: <A::Event as Event>::INITIAL_NAME,
+                },
+            ));
+        }
+        let (initial, envelope) = decode_stored::<A::Event, <A::Event as Event>::Initial>(
+            first,
+            &id,
+            validate,
+            |_, body| body.decode_with(),
+        )?;
+        let mut state = A::init(&initial);
+        let mut history = Vec::with_capacity(stored.len());
+        history.push(envelope.with_event(initial.into()));
+        for (i, s) in rest.iter().enumerate() {
+            check(s, i as u64 + 2)?;
+            let (event, envelope) =
+                decode_stored::<A::Event, A::Event>(s, &id, validate, |name, body| {
+                    body.decode_event(name)
+                })?;
+            state.apply(&event);
+            history.push(envelope.with_event(event));
+        }
+        Ok(Some(Entity {
+            id,
+            state,
+            committed_version: stored.len() as u64,
+            history,
+            queue: Vec::new(),
+            config: config.clone(),
+        }))
+    }
+
+    /// The entity id.
+    pub fn entity_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The entity name (`"user"`).
+    pub fn entity_name(&self) -> &'static str {
+        <A::Event as Event>::ENTITY_NAME
+    }
+
+    /// The current state, with queued events applied.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The version including queued events.
+    pub fn version(&self) -> u64 {
+        self.committed_version + self.queue.len() as u64
+    }
+
+    /// The version the store has confirmed (0 for an entity never committed).
+    pub fn committed_version(&self) -> u64 {
+        self.committed_version
+    }
+
+    /// Every event of the entity, committed then queued, with envelopes.
+    pub fn events(&self) -> impl ExactSizeIterator<Item = &Envelope<A::Event>> + '_ {
+        let queued = self.queue.iter().map(|q| &q.envelope);
+        EventsIter {
+            history: self.history.iter(),
+            queued,
+        }
+    }
+
+    /// The events not committed yet.
+    pub fn queued_events(&self) -> impl ExactSizeIterator<Item = &Envelope<A::Event>> + '_ {
+        self.queue.iter().map(|q| &q.envelope)
+    }
+
+    /// `true` when there are events to commit.
+    pub fn has_uncommitted(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Drops the history and queue and keeps a read-only view of the state.
+    pub fn into_readonly(self) -> ReadonlyEntity<A> {
+        ReadonlyEntity {
+            id: self.id,
+            version: self.committed_version + self.queue.len() as u64,
+            state: self.state,
+        }
+    }
+
+    pub(crate) fn queue(&self) -> &[Queued<A::Event>] {
+        &self.queue
+    }
+
+    /// The store confirmed the queue: move it to the history with positions and metadata.
+    pub(crate) fn confirm(
+        &mut self,
+        positions: &[u64],
+        metadata: Option<Arc<crate::envelope::Metadata>>,
+    ) {
+        let queue = std::mem::take(&mut self.queue);
+        self.committed_version += queue.len() as u64;
+        self.history.reserve(queue.len());
+        for (q, &position) in queue.into_iter().zip(positions) {
+            let mut envelope = q.envelope;
+            envelope.position = Some(position);
+            envelope.metadata = metadata.clone();
+            self.history.push(envelope);
+        }
+    }
+
+    /// Validates an event and builds its queue entry at `version`, without touching the entity.
+    fn prepare(&self, event: A::Event, version: u64) -> Result<Queued<A::Event>, Error> {
+        let name = event.event_name();
+        let body = encode_body(&event).map_err(|source| Error::Encode {
+            event_name: name,
+            source,
+        })?;
+        validate_index::<A::Event>(event.variant_index(), name, &self.id, &body)?;
+        Ok(Queued {
+            envelope: Envelope {
+                event_id: self.config.ids.event_id(),
+                event_created_at: self.config.clock.now(),
+                entity_id: self.id.clone(),
+                version,
+                position: None,
+                schema_version: 1,
+                metadata: None,
+                event,
+            },
+            body,
+        })
+    }
+
+    fn check_room(&self, more: usize) -> Result<(), Error> {
+        if self.queue.len() + more > self.config.queue_limit {
+            return Err(Error::QueueOverflow {
+                entity_name: <A::Event as Event>::ENTITY_NAME,
+                entity_id: self.id.to_string(),
+                limit: self.config.queue_limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, queued: Queued<A::Event>) {
+        self.state.apply(&queued.envelope.event);
+        self.queue.push(queued);
+    }
+
+    /// Dispatches the events a deciding mutation returned: every one is validated and the queue
+    /// checked before the first is applied, so a failure changes nothing.
+    pub(crate) fn decide<R: IntoEvents<A::Event>>(&mut self, events: R) -> Result<(), Error> {
+        let mut iter = events.into_events();
+        let (lower, _) = iter.size_hint();
+        if lower <= 1 {
+            // The common case, one event, needs no intermediate vector.
+            let Some(first) = iter.next() else {
+                return Ok(());
+            };
+            if let Some(second) = iter.next() {
+                let all: Vec<_> = [first, second].into_iter().chain(iter).collect();
+                return self.decide_many(all);
+            }
+            self.check_room(1)?;
+            let queued = self.prepare(first, self.version() + 1)?;
+            self.push(queued);
+            return Ok(());
+        }
+        self.decide_many(iter.collect())
+    }
+
+    fn decide_many(&mut self, events: Vec<A::Event>) -> Result<(), Error> {
+        self.check_room(events.len())?;
+        let base = self.version();
+        let prepared = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| self.prepare(e, base + i as u64 + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        for q in prepared {
+            self.push(q);
+        }
+        Ok(())
+    }
+}
+
+struct EventsIter<'a, E, Q> {
+    history: std::slice::Iter<'a, Envelope<E>>,
+    queued: Q,
+}
+
+impl<'a, E: 'a, Q: Iterator<Item = &'a Envelope<E>>> Iterator for EventsIter<'a, E, Q> {
+    type Item = &'a Envelope<E>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.history.next().or_else(|| self.queued.next())
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (q, _) = self.queued.size_hint();
+        let n = self.history.len() + q;
+        (n, Some(n))
+    }
+}
+
+impl<'a, E: 'a, Q: ExactSizeIterator<Item = &'a Envelope<E>>> ExactSizeIterator
+    for EventsIter<'a, E, Q>
+{
+}
+
+fn validate<E: Event>(name: &'static str, id: &str, body: &Value) -> Result<(), Error> {
+    let index = E::name_index(name).unwrap_or(0);
+    validate_index::<E>(index, name, id, body)
+}
+
+fn validate_index<E: Event>(
+    index: usize,
+    name: &'static str,
+    id: &str,
+    body: &Value,
+) -> Result<(), Error> {
+    let Some(schema) = E::schemas().get(index) else {
+        return Ok(());
+    };
+    schema.validate(body).map_err(|violations| {
+        Error::from(ValidationError {
+            entity_name: E::ENTITY_NAME,
+            entity_id: Some(id.to_owned()),
+            event_name: name,
+            violations,
+        })
+    })
+}
+
+/// The handle a dispatching mutation receives: Ventyd's `dispatch`.
+///
+/// Each [`dispatch`](Dispatch::dispatch) validates the event, applies it at once (so
+/// [`state`](Dispatch::state) shows it to the checks that follow) and queues it. When the mutation
+/// returns an error, everything it dispatched is undone.
+pub struct Dispatch<'a, A: Reducer> {
+    entity: &'a mut Entity<A>,
+    saved: Option<A>,
+}
+
+impl<A: Reducer> Dispatch<'_, A> {
+    /// The state, including the events dispatched so far.
+    pub fn state(&self) -> &A {
+        &self.entity.state
+    }
+
+    /// The entity id.
+    pub fn entity_id(&self) -> &str {
+        &self.entity.id
+    }
+
+    /// The version, including the events dispatched so far.
+    pub fn version(&self) -> u64 {
+        self.entity.version()
+    }
+
+    /// Validates, applies and queues one event.
+    pub fn dispatch(&mut self, event: A::Event) -> Result<(), Error> {
+        self.entity.check_room(1)?;
+        let queued = self.entity.prepare(event, self.entity.version() + 1)?;
+        if self.saved.is_none() {
+            // The state is cloned once, at the first dispatch, so that a mutation failing after
+            // it can be undone; a mutation that dispatches nothing costs nothing.
+            self.saved = Some(self.entity.state.clone());
+        }
+        self.entity.push(queued);
+        Ok(())
+    }
+}
+
+/// Runs a dispatching mutation, undoing its events when it fails.
+pub(crate) fn mutate<A: Reducer, T, E>(
+    entity: &mut Entity<A>,
+    f: impl FnOnce(&mut Dispatch<'_, A>) -> Result<T, E>,
+) -> Result<T, E> {
+    let queued = entity.queue.len();
+    let mut dispatch = Dispatch {
+        entity,
+        saved: None,
+    };
+    let result = f(&mut dispatch);
+    if result.is_err() {
+        if let Some(saved) = dispatch.saved.take() {
+            dispatch.entity.state = saved;
+        }
+        dispatch.entity.queue.truncate(queued);
+    }
+    result
+}
+
+/// A read-only entity: state, id and version, and no mutation methods at all (Ventyd's
+/// `ReadonlyEntity`, from `load({ entityId, state, version })`). For projections and snapshots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadonlyEntity<A> {
+    id: Arc<str>,
+    state: A,
+    version: u64,
+}
+
+impl<A: Reducer> ReadonlyEntity<A> {
+    /// A read-only entity from a state known elsewhere (a snapshot, a view).
+    pub fn load(entity_id: impl Into<String>, state: A, version: u64) -> Self {
+        ReadonlyEntity {
+            id: Arc::from(entity_id.into()),
+            state,
+            version,
+        }
+    }
+
+    /// The entity id.
+    pub fn entity_id(&self) -> &str {
+        &self.id
+    }
+
+    /// The entity name.
+    pub fn entity_name(&self) -> &'static str {
+        <A::Event as Event>::ENTITY_NAME
+    }
+
+    /// The state.
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The state, by value.
+    pub fn into_state(self) -> A {
+        self.state
+    }
+}

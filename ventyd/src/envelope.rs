@@ -1,0 +1,360 @@
+//! The event envelope: an event together with who, when, where and in what order.
+
+use std::sync::{Arc, LazyLock};
+
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{DecodeError, DecodeReason, Error};
+use crate::event::{Event, decode_event, encode_body};
+use crate::storage::StoredEvent;
+use crate::time::Timestamp;
+
+/// Who did something and why: the audit part of an event.
+///
+/// Serialized in camelCase; unknown fields are kept in [`Metadata::extra`].
+///
+/// ```
+/// use ventyd::Metadata;
+///
+/// let m = Metadata::new().actor("admin@example.com").reason("support ticket 42");
+/// assert_eq!(
+///     serde_json::to_string(&m).unwrap(),
+///     r#"{"actor":"admin@example.com","reason":"support ticket 42"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    /// Ties together every event caused by one request or workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The id of the message or event that caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// Who did it (a user id, a service name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Why it was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Free-form fields.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl Metadata {
+    /// Empty metadata.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the correlation id.
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn causation_id(mut self, id: impl Into<String>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the actor.
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// Sets the reason.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Adds a free-form field.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// `true` when no field is set.
+    pub fn is_empty(&self) -> bool {
+        self.correlation_id.is_none()
+            && self.causation_id.is_none()
+            && self.actor.is_none()
+            && self.reason.is_none()
+            && self.extra.is_empty()
+    }
+}
+
+static EMPTY_METADATA: LazyLock<Metadata> = LazyLock::new(Metadata::default);
+
+/// A typed event with its envelope, as [`Entity::events`](crate::Entity::events) returns it.
+///
+/// Serializes to Ventyd's camelCase shape (`eventId`, `eventName`, `eventCreatedAt`,
+/// `entityName`, `entityId`, `version`, `body`) plus ventyd's `position` (once committed),
+/// `schemaVersion` and `metadata` (when not empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<E> {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_created_at: Timestamp,
+    pub(crate) entity_id: Arc<str>,
+    pub(crate) version: u64,
+    pub(crate) position: Option<u64>,
+    pub(crate) schema_version: u32,
+    pub(crate) metadata: Option<Arc<Metadata>>,
+    pub(crate) event: E,
+}
+
+impl<E: Event> Envelope<E> {
+    /// The event id (UUID v7 by default).
+    pub fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+
+    /// The full event name (`"user:created"`).
+    pub fn event_name(&self) -> &'static str {
+        self.event.event_name()
+    }
+
+    /// When the event was created.
+    pub fn event_created_at(&self) -> Timestamp {
+        self.event_created_at
+    }
+
+    /// The entity name (`"user"`).
+    pub fn entity_name(&self) -> &'static str {
+        E::ENTITY_NAME
+    }
+
+    /// The entity id.
+    pub fn entity_id(&self) -> &str {
+        &self.entity_id
+    }
+
+    /// The version of the entity after this event (1-based, gapless).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The global position the store assigned; `None` while the event is queued.
+    pub fn position(&self) -> Option<u64> {
+        self.position
+    }
+
+    /// The schema version of the body.
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+
+    /// Who and why; empty until the event is committed with metadata.
+    pub fn metadata(&self) -> &Metadata {
+        self.metadata.as_deref().unwrap_or(&EMPTY_METADATA)
+    }
+
+    /// The typed event.
+    pub fn event(&self) -> &E {
+        &self.event
+    }
+
+    /// The typed event, by value.
+    pub fn into_event(self) -> E {
+        self.event
+    }
+
+    /// Decodes a stored event of the stream `entity_id`, optionally checking its body against the
+    /// event's schema. Every failure names the entity, version and event.
+    pub fn decode(stored: &StoredEvent, validate: bool) -> Result<Self, Error> {
+        let entity_id: Arc<str> = Arc::from(stored.entity_id.as_str());
+        let (event, envelope) =
+            decode_stored::<E, E>(stored, &entity_id, validate, |name, body| {
+                body.decode_event(name)
+            })?;
+        Ok(envelope.with_event(event))
+    }
+}
+
+pub(crate) fn decode_error(stored: &StoredEvent, reason: DecodeReason) -> Error {
+    Error::from(DecodeError {
+        entity_name: stored.entity_name.clone(),
+        entity_id: stored.entity_id.clone(),
+        version: stored.version,
+        event_name: stored.event_name.clone(),
+        reason,
+    })
+}
+
+/// Decodes one stored event with `decode` (which picks the Rust type: the enum, or the initial
+/// body for a stream's first event) and wraps it in an envelope.
+pub(crate) fn decode_stored<E: Event, T>(
+    stored: &StoredEvent,
+    entity_id: &Arc<str>,
+    validate: bool,
+    decode: impl FnOnce(&str, DecodeBody<'_, '_>) -> Result<T, serde_json::Error>,
+) -> Result<(T, Envelope<()>), Error> {
+    let Some(index) = E::name_index(&stored.event_name) else {
+        return Err(Error::UnknownEventName {
+            entity_name: E::ENTITY_NAME,
+            entity_id: Some(stored.entity_id.clone()),
+            version: Some(stored.version),
+            name: stored.event_name.clone(),
+            available: E::NAMES,
+        });
+    };
+    let value = if validate {
+        let value: Value = serde_json::from_str(&stored.body)
+            .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
+        if let Some(schema) = E::schemas().get(index) {
+            schema
+                .validate(&value)
+                .map_err(|v| decode_error(stored, DecodeReason::Schema(v)))?;
+        }
+        Some(value)
+    } else {
+        None
+    };
+    let typed = match &value {
+        Some(v) => decode(&stored.event_name, DecodeBody::Value(v)),
+        None => decode(&stored.event_name, DecodeBody::Text(&stored.body)),
+    }
+    .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
+    let envelope = Envelope {
+        event_id: stored.event_id,
+        event_created_at: stored.event_created_at,
+        entity_id: entity_id.clone(),
+        version: stored.version,
+        position: Some(stored.position),
+        schema_version: stored.schema_version,
+        metadata: stored.metadata.clone(),
+        event: (),
+    };
+    Ok((typed, envelope))
+}
+
+/// A body to decode from: JSON text, or a value already parsed for validation.
+pub(crate) enum DecodeBody<'a, 'b> {
+    Text(&'a str),
+    Value(&'b Value),
+}
+
+impl DecodeBody<'_, '_> {
+    /// Deserializes `T` from the body with `f`, which receives a deserializer of either kind.
+    pub(crate) fn decode_with<T: serde::de::DeserializeOwned>(
+        self,
+    ) -> Result<T, serde_json::Error> {
+        match self {
+            DecodeBody::Text(text) => serde_json::from_str(text),
+            DecodeBody::Value(value) => T::deserialize(value),
+        }
+    }
+
+    /// Deserializes the event enum `E` named `name`.
+    pub(crate) fn decode_event<E: Event>(self, name: &str) -> Result<E, serde_json::Error> {
+        match self {
+            DecodeBody::Text(text) => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let event = decode_event::<E, _>(name, &mut de)?;
+                de.end()?;
+                Ok(event)
+            }
+            DecodeBody::Value(value) => decode_event::<E, _>(name, value),
+        }
+    }
+}
+
+impl<T> Envelope<T> {
+    pub(crate) fn with_event<E>(self, event: E) -> Envelope<E> {
+        Envelope {
+            event_id: self.event_id,
+            event_created_at: self.event_created_at,
+            entity_id: self.entity_id,
+            version: self.version,
+            position: self.position,
+            schema_version: self.schema_version,
+            metadata: self.metadata,
+            event,
+        }
+    }
+}
+
+impl<E: Event> Serialize for Envelope<E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let body = encode_body(&self.event).map_err(serde::ser::Error::custom)?;
+        let metadata = self.metadata.as_deref().filter(|m| !m.is_empty());
+        let len = 8 + usize::from(self.position.is_some()) + usize::from(metadata.is_some());
+        let mut st = s.serialize_struct("Envelope", len)?;
+        st.serialize_field("eventId", &self.event_id)?;
+        st.serialize_field("eventName", self.event.event_name())?;
+        st.serialize_field("eventCreatedAt", &self.event_created_at)?;
+        st.serialize_field("entityName", E::ENTITY_NAME)?;
+        st.serialize_field("entityId", &*self.entity_id)?;
+        st.serialize_field("version", &self.version)?;
+        st.serialize_field("body", &body)?;
+        if let Some(position) = self.position {
+            st.serialize_field("position", &position)?;
+        }
+        st.serialize_field("schemaVersion", &self.schema_version)?;
+        if let Some(m) = metadata {
+            st.serialize_field("metadata", m)?;
+        }
+        st.end()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEnvelope {
+    event_id: Uuid,
+    event_name: String,
+    event_created_at: Timestamp,
+    entity_name: String,
+    entity_id: String,
+    version: u64,
+    #[serde(default)]
+    position: Option<u64>,
+    #[serde(default = "one")]
+    schema_version: u32,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    body: Value,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let raw = RawEnvelope::deserialize(d)?;
+        if raw.entity_name != E::ENTITY_NAME {
+            return Err(D::Error::custom(format_args!(
+                "entityName {:?} does not match {:?}",
+                raw.entity_name,
+                E::ENTITY_NAME
+            )));
+        }
+        if E::name_index(&raw.event_name).is_none() {
+            return Err(D::Error::custom(format_args!(
+                "unknown eventName {:?}; available names: {}",
+                raw.event_name,
+                E::NAMES.join(", ")
+            )));
+        }
+        let event = decode_event::<E, _>(&raw.event_name, &raw.body).map_err(D::Error::custom)?;
+        Ok(Envelope {
+            event_id: raw.event_id,
+            event_created_at: raw.event_created_at,
+            entity_id: Arc::from(raw.entity_id),
+            version: raw.version,
+            position: raw.position,
+            schema_version: raw.schema_version,
+            metadata: raw.metadata.filter(|m| !m.is_empty()).map(Arc::new),
+            event,
+        })
+    }
+}

@@ -1,0 +1,286 @@
+//! The error type shared by entities, repositories and storage adapters.
+
+use std::fmt;
+
+use crate::storage::ExpectedVersion;
+
+/// A boxed error from a storage backend or another lower layer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in ventyd.
+///
+/// Each variant names the entity, event and version involved where there is one, so a message
+/// read in a log says what to look at. The payloads of the larger variants are boxed to keep
+/// `Result<(), Error>` small on the hot path of mutations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An event body failed its JSON Schema; every violation is listed.
+    #[error(transparent)]
+    Validation(Box<ValidationError>),
+
+    /// An event name that the event enum does not declare.
+    #[error(
+        "unknown event name {name:?} for entity {entity_name:?}{}; available names: {}",
+        at_version(*version),
+        available.join(", ")
+    )]
+    UnknownEventName {
+        /// The entity the event was read for.
+        entity_name: &'static str,
+        /// The entity id, where the event came from a stored stream.
+        entity_id: Option<String>,
+        /// The version of the stored event, where it came from a stored stream.
+        version: Option<u64>,
+        /// The name that was not found.
+        name: String,
+        /// The names the event enum declares.
+        available: &'static [&'static str],
+    },
+
+    /// Optimistic concurrency: the stream was not at the version the writer expected.
+    #[error(
+        "concurrency conflict on {entity_name} {entity_id:?}: expected {expected}, but the stream is at version {actual}; reload the entity and retry"
+    )]
+    Concurrency {
+        /// The entity name.
+        entity_name: String,
+        /// The entity id.
+        entity_id: String,
+        /// What the writer expected.
+        expected: ExpectedVersion,
+        /// The version the store holds (0 when the stream does not exist).
+        actual: u64,
+    },
+
+    /// More events were queued on an entity than its queue limit allows.
+    #[error(
+        "the event queue of {entity_name} {entity_id:?} is full ({limit} uncommitted events); commit before dispatching more"
+    )]
+    QueueOverflow {
+        /// The entity name.
+        entity_name: &'static str,
+        /// The entity id.
+        entity_id: String,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// A stored event could not be decoded into the typed event enum.
+    #[error(transparent)]
+    Decode(Box<DecodeError>),
+
+    /// An event body could not be encoded to JSON (for example a map with non-string keys).
+    #[error("cannot encode the body of {event_name:?} as JSON: {source}")]
+    Encode {
+        /// The event name.
+        event_name: &'static str,
+        /// The serializer's error.
+        source: serde_json::Error,
+    },
+
+    /// The storage backend failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn at_version(version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!(" at version {v}"),
+        None => String::new(),
+    }
+}
+
+impl From<ValidationError> for Error {
+    fn from(e: ValidationError) -> Self {
+        Error::Validation(Box::new(e))
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Error::Decode(Box::new(e))
+    }
+}
+
+impl Error {
+    /// Is this an optimistic-concurrency conflict (worth a reload and retry)?
+    pub fn is_concurrency(&self) -> bool {
+        matches!(self, Error::Concurrency { .. })
+    }
+
+    /// The validation error, when this is one.
+    pub fn as_validation(&self) -> Option<&ValidationError> {
+        match self {
+            Error::Validation(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// An event body that failed its JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// The entity name (`"user"`).
+    pub entity_name: &'static str,
+    /// The entity id, when the event belongs to an entity already.
+    pub entity_id: Option<String>,
+    /// The full event name (`"user:created"`).
+    pub event_name: &'static str,
+    /// Every violation, in the validator's order.
+    pub violations: Vec<Violation>,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {:?} event", self.event_name)?;
+        if let Some(id) = &self.entity_id {
+            write!(f, " for {} {:?}", self.entity_name, id)?;
+        }
+        write!(f, ": ")?;
+        for (i, v) in self.violations.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// One JSON Schema violation inside an event body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON pointer to the offending value inside the body (`"/name"`; `""` is the body itself).
+    pub pointer: String,
+    /// JSON pointer to the schema keyword that failed (`"/properties/name/minLength"`).
+    pub schema_path: String,
+    /// What is wrong, in the validator's words.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "at {at}: {}", self.message)
+    }
+}
+
+/// A stored event that could not be turned back into the typed event enum.
+#[derive(Debug)]
+pub struct DecodeError {
+    /// The entity name.
+    pub entity_name: String,
+    /// The entity id.
+    pub entity_id: String,
+    /// The version of the event in its stream.
+    pub version: u64,
+    /// The stored event name.
+    pub event_name: String,
+    /// What went wrong.
+    pub reason: DecodeReason,
+}
+
+/// Why a stored event could not be decoded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DecodeReason {
+    /// The body is not valid JSON or does not fit the event's Rust type.
+    Body(serde_json::Error),
+    /// The body is JSON but fails the event's schema.
+    Schema(Vec<Violation>),
+    /// The first event of a stream is not the initial event.
+    NotInitial {
+        /// The initial event name the enum declares.
+        expected: &'static str,
+    },
+    /// An initial event later in a stream.
+    InitialAgain,
+    /// Versions in the stream are not 1, 2, 3, ...
+    VersionGap {
+        /// The version that should have come next.
+        expected: u64,
+    },
+    /// The stored envelope does not belong to the stream it was read for.
+    WrongStream,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot decode event {:?} at version {} of {} {:?}: ",
+            self.event_name, self.version, self.entity_name, self.entity_id
+        )?;
+        match &self.reason {
+            DecodeReason::Body(e) => write!(f, "the body does not decode: {e}"),
+            DecodeReason::Schema(vs) => {
+                write!(f, "the body fails its schema: ")?;
+                for (i, v) in vs.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                Ok(())
+            }
+            DecodeReason::NotInitial { expected } => {
+                write!(f, "a stream must start with the initial event {expected:?}")
+            }
+            DecodeReason::InitialAgain => {
+                write!(
+                    f,
+                    "the initial event may only be the first event of a stream"
+                )
+            }
+            DecodeReason::VersionGap { expected } => {
+                write!(f, "versions are not gapless: expected version {expected}")
+            }
+            DecodeReason::WrongStream => write!(f, "the event belongs to another stream"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.reason {
+            DecodeReason::Body(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A failure inside a storage adapter.
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {context}")]
+pub struct StorageError {
+    /// What the adapter was doing, and on what (a file, a table, an entity).
+    pub context: String,
+    /// The underlying error, when there is one.
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl StorageError {
+    /// A storage error with a message and no underlying cause.
+    pub fn msg(context: impl Into<String>) -> Self {
+        StorageError {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A storage error wrapping an underlying cause.
+    pub fn with_source(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StorageError {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+}

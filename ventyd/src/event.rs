@@ -1,0 +1,476 @@
+//! Events: the [`Event`] trait that `#[event]` implements, their JSON Schemas and validation.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use crate::error::Violation;
+
+/// An event enum: one variant per event of one entity.
+///
+/// Do not implement this by hand: write `#[ventyd::event(entity = "...")]` on the enum, which
+/// derives the wire format (`{"eventName": "user:created", "body": {...}}`), the name table and the
+/// schemas from one source so that they can never disagree.
+///
+/// ```
+/// use ventyd::prelude::*;
+///
+/// #[event(entity = "user")]
+/// #[derive(Debug, Clone)]
+/// pub enum UserEvent {
+///     #[event(initial)]
+///     Created { email: String },
+///     #[event(rename = "renamed")]
+///     NameUpdated { name: String },
+/// }
+///
+/// assert_eq!(UserEvent::ENTITY_NAME, "user");
+/// assert_eq!(UserEvent::NAMES, ["user:created", "user:renamed"]);
+/// assert_eq!(UserEvent::NameUpdated { name: "A".into() }.event_name(), "user:renamed");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event enum",
+    label = "not an `#[event]` enum",
+    note = "annotate the enum with `#[ventyd::event(entity = \"...\")]`"
+)]
+pub trait Event:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Clone + Send + Sync + 'static
+{
+    /// The body of the initial event: the only thing an entity can be created from.
+    type Initial: Into<Self> + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The entity name (`"user"`).
+    const ENTITY_NAME: &'static str;
+    /// The separator between entity name and event name (`":"`).
+    const SEPARATOR: &'static str;
+    /// Every full event name, in variant order.
+    const NAMES: &'static [&'static str];
+    /// The full name of the initial event.
+    const INITIAL_NAME: &'static str;
+
+    /// The full name of this event (`"user:created"`).
+    fn event_name(&self) -> &'static str;
+
+    /// The position of this event's variant in [`Event::NAMES`].
+    fn variant_index(&self) -> usize;
+
+    /// The position of a full event name in [`Event::NAMES`].
+    fn name_index(name: &str) -> Option<usize>;
+
+    /// The schemas and compiled validators of every event body, built once per process.
+    fn schemas() -> &'static EventSchemas;
+}
+
+/// `true` when `name` is one of `names`; usable in constant evaluation (see [`event_name!`]).
+///
+/// [`event_name!`]: crate::event_name
+pub const fn contains_name(names: &[&str], name: &str) -> bool {
+    let mut i = 0;
+    while i < names.len() {
+        if const_str_eq(names[i], name) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// An event name as a string, checked at compile time against the event enum.
+///
+/// For code that must name events as strings (queries, subscriptions, routing), this fails to
+/// compile when the name is not declared, so a rename cannot leave a stale string behind.
+///
+/// ```
+/// use ventyd::prelude::*;
+///
+/// #[event(entity = "user")]
+/// #[derive(Debug, Clone)]
+/// pub enum UserEvent {
+///     #[event(initial)]
+///     Created { email: String },
+/// }
+///
+/// const CREATED: &str = ventyd::event_name!(UserEvent, "user:created");
+/// assert_eq!(CREATED, "user:created");
+/// ```
+///
+/// ```compile_fail
+/// # use ventyd::prelude::*;
+/// # #[event(entity = "user")]
+/// # #[derive(Debug, Clone)]
+/// # pub enum UserEvent { #[event(initial)] Created { email: String } }
+/// const NOPE: &str = ventyd::event_name!(UserEvent, "user:nope");
+/// ```
+#[macro_export]
+macro_rules! event_name {
+    ($event:ty, $name:literal) => {{
+        const NAME: &str = {
+            if !$crate::contains_name(<$event as $crate::Event>::NAMES, $name) {
+                ::core::panic!(::core::concat!(
+                    "unknown event name ",
+                    ::core::stringify!($name),
+                    " for ",
+                    ::core::stringify!($event)
+                ));
+            }
+            $name
+        };
+        NAME
+    }};
+}
+
+/// The JSON Schema and compiled validator of one event body.
+pub struct EventSchema {
+    name: &'static str,
+    schema: Value,
+    validator: jsonschema::Validator,
+}
+
+impl fmt::Debug for EventSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventSchema")
+            .field("name", &self.name)
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventSchema {
+    /// The full event name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The JSON Schema (draft 2020-12) of the event body.
+    pub fn schema(&self) -> &Value {
+        &self.schema
+    }
+
+    /// Checks a body against the schema and lists every violation.
+    pub fn validate(&self, body: &Value) -> Result<(), Vec<Violation>> {
+        // The fast path answers without building error values; only a bad body pays for them.
+        if self.validator.is_valid(body) {
+            return Ok(());
+        }
+        Err(self
+            .validator
+            .iter_errors(body)
+            .map(|e| Violation {
+                pointer: e.instance_path().as_str().to_owned(),
+                schema_path: e.schema_path().as_str().to_owned(),
+                message: e.to_string(),
+            })
+            .collect())
+    }
+}
+
+/// The schemas of every event of one event enum, in variant order.
+#[derive(Debug)]
+pub struct EventSchemas {
+    events: Box<[EventSchema]>,
+}
+
+impl EventSchemas {
+    /// Generates the enum's schema with schemars and splits it into one schema per event body,
+    /// each compiled once. Called by the code `#[event]` generates, inside a `OnceLock`.
+    ///
+    /// # Panics
+    /// When schemars produces a shape this function does not know; that is a bug in ventyd,
+    /// never a consequence of user input, and the tests cover every supported variant shape.
+    pub fn build<E: Event>() -> Self {
+        let root = schemars::schema_for!(E).to_value();
+        let defs = root.get("$defs").cloned();
+        let branches = root
+            .get("oneOf")
+            .and_then(Value::as_array)
+            .map(|v| v.as_slice())
+            // A single-variant enum may come out as the branch itself.
+            .unwrap_or(std::slice::from_ref(&root));
+        let events = E::NAMES
+            .iter()
+            .map(|&name| {
+                let branch = branches
+                    .iter()
+                    .find(|b| {
+                        b.pointer("/properties/eventName/const")
+                            .or_else(|| b.pointer("/properties/eventName/enum/0"))
+                            .and_then(Value::as_str)
+                            == Some(name)
+                    })
+                    .unwrap_or_else(|| {
+                        panic!("ventyd: no schema branch for event {name:?} in {root}")
+                    });
+                let mut schema = branch
+                    .pointer("/properties/body")
+                    .cloned()
+                    .unwrap_or_else(|| panic!("ventyd: no body schema for event {name:?}"));
+                if let (Some(defs), Value::Object(map)) = (&defs, &mut schema) {
+                    map.insert("$defs".into(), defs.clone());
+                } else if let (Some(defs), Value::Bool(true)) = (&defs, &schema) {
+                    schema = serde_json::json!({ "$defs": defs });
+                }
+                let validator = jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft202012)
+                    .should_validate_formats(true)
+                    .build(&schema)
+                    .unwrap_or_else(|e| {
+                        panic!("ventyd: the schema of {name:?} does not compile: {e}")
+                    });
+                EventSchema {
+                    name,
+                    schema,
+                    validator,
+                }
+            })
+            .collect();
+        EventSchemas { events }
+    }
+
+    /// The schema at a variant index.
+    pub fn get(&self, index: usize) -> Option<&EventSchema> {
+        self.events.get(index)
+    }
+
+    /// The schema of a full event name.
+    pub fn by_name(&self, name: &str) -> Option<&EventSchema> {
+        self.events.iter().find(|s| s.name == name)
+    }
+
+    /// Every event schema, in variant order.
+    pub fn iter(&self) -> impl Iterator<Item = &EventSchema> {
+        self.events.iter()
+    }
+}
+
+/// Serializes the body of an event (the `body` of its `{"eventName", "body"}` form).
+pub(crate) fn encode_body<E: Event>(event: &E) -> Result<Value, serde_json::Error> {
+    match serde_json::to_value(event)? {
+        Value::Object(mut map) => Ok(map.remove("body").unwrap_or(Value::Null)),
+        other => Ok(other),
+    }
+}
+
+/// Decodes an event from its name and a body deserializer (JSON text or a `Value`), without
+/// building the `{"eventName", "body"}` object first.
+pub(crate) fn decode_event<'de, E, B>(name: &str, body: B) -> Result<E, serde_json::Error>
+where
+    E: Event,
+    B: de::Deserializer<'de, Error = serde_json::Error>,
+{
+    E::deserialize(Tagged {
+        name,
+        body: Some(body),
+        step: 0,
+    })
+}
+
+/// Presents `name` and `body` to serde as the map `{"eventName": name, "body": body}`, tag first,
+/// which is the order in which serde's adjacently tagged enums decode without buffering.
+struct Tagged<'a, B> {
+    name: &'a str,
+    body: Option<B>,
+    step: u8,
+}
+
+impl<'de, B> de::Deserializer<'de> for Tagged<'_, B>
+where
+    B: de::Deserializer<'de, Error = serde_json::Error>,
+{
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de, B> MapAccess<'de> for Tagged<'_, B>
+where
+    B: de::Deserializer<'de, Error = serde_json::Error>,
+{
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.step {
+            0 => "eventName",
+            1 => "body",
+            _ => return Ok(None),
+        };
+        seed.deserialize(IntoDeserializer::<serde_json::Error>::into_deserializer(
+            key,
+        ))
+        .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.step += 1;
+        if self.step == 1 {
+            seed.deserialize(IntoDeserializer::<serde_json::Error>::into_deserializer(
+                self.name,
+            ))
+        } else {
+            let body = self
+                .body
+                .take()
+                .ok_or_else(|| <serde_json::Error as de::Error>::custom("body read twice"))?;
+            seed.deserialize(body)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// A hand-written event enum, shaped as `#[event]` shapes one, so that the runtime's schema
+    /// splitting and decoding are tested without the macros.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+    #[serde(tag = "eventName", content = "body")]
+    enum Ev {
+        #[serde(rename = "t:opened")]
+        Opened {
+            #[schemars(email)]
+            email: String,
+        },
+        #[serde(rename = "t:renamed")]
+        Renamed {
+            #[schemars(length(min = 1, max = 5))]
+            name: String,
+            tags: Vec<Tag>,
+        },
+        #[serde(rename = "t:wrapped")]
+        Wrapped(Tag),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+    struct Tag {
+        #[schemars(range(min = 1))]
+        weight: u32,
+    }
+
+    impl Event for Ev {
+        type Initial = Ev;
+        const ENTITY_NAME: &'static str = "t";
+        const SEPARATOR: &'static str = ":";
+        const NAMES: &'static [&'static str] = &["t:opened", "t:renamed", "t:wrapped"];
+        const INITIAL_NAME: &'static str = "t:opened";
+        fn event_name(&self) -> &'static str {
+            Self::NAMES[self.variant_index()]
+        }
+        fn variant_index(&self) -> usize {
+            match self {
+                Ev::Opened { .. } => 0,
+                Ev::Renamed { .. } => 1,
+                Ev::Wrapped(_) => 2,
+            }
+        }
+        fn name_index(name: &str) -> Option<usize> {
+            Self::NAMES.iter().position(|n| *n == name)
+        }
+        fn schemas() -> &'static EventSchemas {
+            static S: std::sync::OnceLock<EventSchemas> = std::sync::OnceLock::new();
+            S.get_or_init(EventSchemas::build::<Self>)
+        }
+    }
+
+    #[test]
+    fn splits_one_schema_per_event_body() {
+        let s = Ev::schemas();
+        assert_eq!(s.iter().count(), 3);
+        let renamed = s.by_name("t:renamed").unwrap();
+        assert_eq!(
+            renamed.schema()["properties"]["name"]["minLength"],
+            serde_json::json!(1)
+        );
+        assert!(
+            renamed.schema().get("$defs").is_some(),
+            "$defs carried over"
+        );
+        assert!(
+            s.get(0)
+                .unwrap()
+                .validate(&serde_json::json!({"email": "a@b.example"}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn lists_every_violation_with_pointers() {
+        let body = serde_json::json!({"name": "toolong", "tags": [{"weight": 0}, {"weight": "x"}]});
+        let v = Ev::schemas().get(1).unwrap().validate(&body).unwrap_err();
+        let pointers: Vec<_> = v.iter().map(|v| v.pointer.as_str()).collect();
+        assert!(pointers.contains(&"/name"), "{v:?}");
+        assert!(pointers.contains(&"/tags/0/weight"), "{v:?}");
+        assert!(pointers.contains(&"/tags/1/weight"), "{v:?}");
+    }
+
+    #[test]
+    fn formats_are_validated() {
+        let v = Ev::schemas()
+            .get(0)
+            .unwrap()
+            .validate(&serde_json::json!({"email": "not an email"}))
+            .unwrap_err();
+        assert_eq!(v[0].pointer, "/email");
+    }
+
+    #[test]
+    fn encodes_and_decodes_bodies_without_the_tag() {
+        let e = Ev::Renamed {
+            name: "ab".into(),
+            tags: vec![Tag { weight: 2 }],
+        };
+        let body = encode_body(&e).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "ab", "tags": [{"weight": 2}]})
+        );
+        let text = body.to_string();
+        let mut de = serde_json::Deserializer::from_str(&text);
+        assert_eq!(decode_event::<Ev, _>("t:renamed", &mut de).unwrap(), e);
+        assert_eq!(decode_event::<Ev, _>("t:renamed", &body).unwrap(), e);
+        let w = Ev::Wrapped(Tag { weight: 3 });
+        assert_eq!(
+            decode_event::<Ev, _>("t:wrapped", &encode_body(&w).unwrap()).unwrap(),
+            w
+        );
+        let err = decode_event::<Ev, _>("t:nope", &body).unwrap_err();
+        assert!(err.to_string().contains("t:nope"), "{err}");
+    }
+
+    #[test]
+    fn contains_name_is_exact() {
+        assert!(contains_name(Ev::NAMES, "t:opened"));
+        assert!(!contains_name(Ev::NAMES, "t:open"));
+        assert!(!contains_name(Ev::NAMES, "t:openedx"));
+    }
+}

@@ -1,0 +1,193 @@
+//! The in-memory store: always compiled, for tests and examples.
+
+use std::collections::HashMap;
+use std::future::{Future, ready};
+use std::sync::RwLock;
+
+use uuid::Uuid;
+
+use super::{AppendOutcome, AppendRequest, ReadRange, Storage, StoredEvent};
+use crate::error::{Error, StorageError};
+
+/// An event store in process memory. Cloning is not supported; share it with `Arc`.
+///
+/// It enforces the same guarantees as the durable adapters (expected versions, atomic appends,
+/// idempotent retries), unlike Ventyd's in-memory adapter, which ignored `expectedVersion`.
+#[derive(Debug, Default)]
+pub struct MemoryStorage {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The global log; an event's position is its index + 1.
+    log: Vec<StoredEvent>,
+    /// entity name -> entity id -> indexes into `log`, in version order.
+    streams: HashMap<String, HashMap<String, Vec<usize>>>,
+    /// event id -> index into `log`.
+    ids: HashMap<Uuid, usize>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of stored events.
+    pub fn len(&self) -> usize {
+        self.read().log.len()
+    }
+
+    /// `true` when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied append (appends validate
+        // everything before the first write), so a poisoned lock is still consistent.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn append_now(&self, req: AppendRequest<'_>) -> Result<AppendOutcome, Error> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let stream: &[usize] = inner
+            .streams
+            .get(req.entity_name)
+            .and_then(|s| s.get(req.entity_id))
+            .map_or(&[], Vec::as_slice);
+        let actual = stream.len() as u64;
+
+        if let Some(first) = req.events.first() {
+            if let Some(&at) = inner.ids.get(&first.event_id) {
+                return replay(&inner, &req, at);
+            }
+        }
+        if !req.expected.matches(actual) {
+            return Err(Error::Concurrency {
+                entity_name: req.entity_name.to_owned(),
+                entity_id: req.entity_id.to_owned(),
+                expected: req.expected,
+                actual,
+            });
+        }
+        for (i, e) in req.events.iter().enumerate() {
+            if inner.ids.contains_key(&e.event_id)
+                || req.events[..i].iter().any(|o| o.event_id == e.event_id)
+            {
+                return Err(StorageError::msg(format!(
+                    "event id {} is already stored; an event id may be used once",
+                    e.event_id
+                ))
+                .into());
+            }
+        }
+
+        let Inner { log, streams, ids } = &mut *inner;
+        let stream = streams
+            .entry(req.entity_name.to_owned())
+            .or_default()
+            .entry(req.entity_id.to_owned())
+            .or_default();
+        let mut positions = Vec::with_capacity(req.events.len());
+        for (i, e) in req.events.iter().enumerate() {
+            let index = log.len();
+            log.push(StoredEvent {
+                position: index as u64 + 1,
+                event_id: e.event_id,
+                event_name: e.event_name.clone().into_owned(),
+                entity_name: req.entity_name.to_owned(),
+                entity_id: req.entity_id.to_owned(),
+                version: actual + i as u64 + 1,
+                schema_version: e.schema_version,
+                event_created_at: e.event_created_at,
+                metadata: e.metadata.clone(),
+                body: e.body.clone(),
+            });
+            stream.push(index);
+            ids.insert(e.event_id, index);
+            positions.push(index as u64 + 1);
+        }
+        Ok(AppendOutcome {
+            version: actual + req.events.len() as u64,
+            positions,
+        })
+    }
+}
+
+/// The first event id of an append is stored already: a retry of an append that succeeded.
+/// It is accepted only when every event matches what is stored, in order, in the same stream.
+fn replay(inner: &Inner, req: &AppendRequest<'_>, first: usize) -> Result<AppendOutcome, Error> {
+    let mut positions = Vec::with_capacity(req.events.len());
+    let mut version = 0;
+    for (i, e) in req.events.iter().enumerate() {
+        let stored = inner.log.get(first + i).filter(|s| {
+            s.event_id == e.event_id
+                && s.entity_name == req.entity_name
+                && s.entity_id == req.entity_id
+                && s.event_name == e.event_name
+                && s.body == e.body
+        });
+        let Some(stored) = stored else {
+            return Err(StorageError::msg(format!(
+                "event id {} of {} {:?} is already stored with different content or in another stream",
+                e.event_id, req.entity_name, req.entity_id
+            ))
+            .into());
+        };
+        positions.push(stored.position);
+        version = stored.version;
+    }
+    Ok(AppendOutcome { version, positions })
+}
+
+impl Storage for MemoryStorage {
+    fn append(
+        &self,
+        request: AppendRequest<'_>,
+    ) -> impl Future<Output = Result<AppendOutcome, Error>> + Send {
+        ready(self.append_now(request))
+    }
+
+    fn read_stream(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        let inner = self.read();
+        let events = inner
+            .streams
+            .get(entity_name)
+            .and_then(|s| s.get(entity_id))
+            .map(|indexes| {
+                let from = usize::try_from(range.from_version.saturating_sub(1))
+                    .unwrap_or(usize::MAX)
+                    .min(indexes.len());
+                let to = range
+                    .to_version
+                    .map_or(indexes.len(), |v| {
+                        usize::try_from(v).unwrap_or(usize::MAX).min(indexes.len())
+                    })
+                    .max(from);
+                indexes[from..to]
+                    .iter()
+                    .map(|&i| inner.log[i].clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ready(Ok(events))
+    }
+
+    fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        let inner = self.read();
+        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
+        let events = inner.log.iter().skip(start).take(limit).cloned().collect();
+        ready(Ok(events))
+    }
+}

@@ -1,0 +1,226 @@
+//! The storage trait and its adapters.
+//!
+//! A store keeps one append-only log. Every event belongs to one stream, named by entity name and
+//! entity id, in which versions run 1, 2, 3, ... without gaps; every event also gets a global
+//! `position` that increases strictly in commit order. The trait is small on purpose: an adapter
+//! implements three async methods and inherits the same behaviour checks (see `ventyd::testing`
+//! once it lands) as every other adapter.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::envelope::Metadata;
+use crate::error::Error;
+use crate::time::Timestamp;
+
+mod memory;
+
+pub use memory::MemoryStorage;
+
+/// What an append expects the stream's current version to be (optimistic concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// No check: append after whatever is there.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be at exactly this version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Does a stream at `actual` (0 = absent) satisfy this expectation?
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+
+    /// The expectation an entity at committed version `version` commits with.
+    pub fn after(version: u64) -> Self {
+        if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// An event as a store keeps it: envelope fields plus the body as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Global position, strictly increasing in commit order.
+    pub position: u64,
+    /// The event id.
+    pub event_id: Uuid,
+    /// The full event name.
+    pub event_name: String,
+    /// The entity name.
+    pub entity_name: String,
+    /// The entity id.
+    pub entity_id: String,
+    /// The version in the stream (1-based, gapless).
+    pub version: u64,
+    /// The schema version of the body.
+    pub schema_version: u32,
+    /// When the event was created.
+    pub event_created_at: Timestamp,
+    /// Who and why, when given.
+    pub metadata: Option<Arc<Metadata>>,
+    /// The body, as JSON text.
+    pub body: String,
+}
+
+impl StoredEvent {
+    /// The body parsed as a JSON value.
+    pub fn body_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(&self.body)
+    }
+}
+
+/// An event to append; the store assigns its version and position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// The event id; appending an id that is already stored in the same place is a no-op.
+    pub event_id: Uuid,
+    /// The full event name.
+    pub event_name: Cow<'static, str>,
+    /// The schema version of the body.
+    pub schema_version: u32,
+    /// When the event was created.
+    pub event_created_at: Timestamp,
+    /// Who and why.
+    pub metadata: Option<Arc<Metadata>>,
+    /// The body, as JSON text.
+    pub body: String,
+}
+
+/// One atomic append to one stream.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendRequest<'a> {
+    /// The entity name.
+    pub entity_name: &'a str,
+    /// The entity id.
+    pub entity_id: &'a str,
+    /// The version the stream must be at.
+    pub expected: ExpectedVersion,
+    /// The events, in order; all are stored or none.
+    pub events: &'a [NewEvent],
+}
+
+/// What an append stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// The stream's version after the append.
+    pub version: u64,
+    /// The global position of each appended event, in order.
+    pub positions: Vec<u64>,
+}
+
+/// Which part of a stream to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRange {
+    /// The first version to read (1 = from the start).
+    pub from_version: u64,
+    /// The last version to read, inclusive; `None` = to the end.
+    pub to_version: Option<u64>,
+}
+
+impl ReadRange {
+    /// The whole stream.
+    pub const ALL: ReadRange = ReadRange {
+        from_version: 1,
+        to_version: None,
+    };
+
+    /// Versions 1 to `version`, inclusive (time travel).
+    pub fn up_to(version: u64) -> Self {
+        ReadRange {
+            from_version: 1,
+            to_version: Some(version),
+        }
+    }
+
+    /// Does `version` fall in the range?
+    pub fn contains(&self, version: u64) -> bool {
+        version >= self.from_version && self.to_version.is_none_or(|to| version <= to)
+    }
+}
+
+impl Default for ReadRange {
+    fn default() -> Self {
+        ReadRange::ALL
+    }
+}
+
+/// An event store.
+///
+/// Adapters guarantee: an append is atomic; the expected version is checked against the stream
+/// inside the same atomic step (a mismatch is [`Error::Concurrency`] with the actual version);
+/// appending event ids that are already stored, at the same stream and versions, returns the
+/// stored outcome instead of duplicating them (a retry after an ambiguous failure is safe).
+pub trait Storage: Send + Sync + 'static {
+    /// Appends events to one stream, atomically.
+    fn append(
+        &self,
+        request: AppendRequest<'_>,
+    ) -> impl Future<Output = Result<AppendOutcome, Error>> + Send;
+
+    /// Reads one stream's events in version order.
+    fn read_stream(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+
+    /// Reads the global log from `from_position` (inclusive), at most `limit` events, in
+    /// position order.
+    fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+}
+
+impl<S: Storage> Storage for Arc<S> {
+    fn append(
+        &self,
+        request: AppendRequest<'_>,
+    ) -> impl Future<Output = Result<AppendOutcome, Error>> + Send {
+        (**self).append(request)
+    }
+
+    fn read_stream(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        (**self).read_stream(entity_name, entity_id, range)
+    }
+
+    fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        (**self).read_all(from_position, limit)
+    }
+}

@@ -1,0 +1,155 @@
+//! Timestamps and the injectable clock.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A UTC instant with millisecond precision, written as RFC 3339 (`2026-01-02T03:04:05.678Z`),
+/// the form Ventyd stores in `eventCreatedAt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The current time from the system clock.
+    pub fn now() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Timestamp(now)
+    }
+
+    /// From milliseconds since the Unix epoch.
+    pub const fn from_millis(millis: i64) -> Self {
+        Timestamp(millis)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        )
+    }
+}
+
+/// A string that is not an RFC 3339 timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid RFC 3339 timestamp {input:?}")]
+pub struct ParseTimestampError {
+    input: String,
+}
+
+impl FromStr for Timestamp {
+    type Err = ParseTimestampError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|d| Timestamp(d.timestamp_millis()))
+            .map_err(|_| ParseTimestampError {
+                input: s.to_owned(),
+            })
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where event creation times come from. Inject a [`FixedClock`] in tests for repeatable output.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that stands still until it is moved; clones share the same time.
+///
+/// ```
+/// use ventyd::{Clock, FixedClock, Timestamp};
+///
+/// let clock = FixedClock::new(Timestamp::from_millis(0));
+/// assert_eq!(clock.now().to_string(), "1970-01-01T00:00:00.000Z");
+/// clock.advance_millis(1500);
+/// assert_eq!(clock.now().to_string(), "1970-01-01T00:00:01.500Z");
+/// ```
+#[derive(Debug, Clone)]
+pub struct FixedClock(Arc<AtomicI64>);
+
+impl FixedClock {
+    /// A clock showing `at`.
+    pub fn new(at: Timestamp) -> Self {
+        FixedClock(Arc::new(AtomicI64::new(at.as_millis())))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.as_millis(), Ordering::SeqCst);
+    }
+
+    /// Moves the time forward.
+    pub fn advance_millis(&self, millis: i64) {
+        self.0.fetch_add(millis, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_rfc3339_with_millis() {
+        let t: Timestamp = "2026-11-26T04:24:59.123Z".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-11-26T04:24:59.123Z");
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2026-11-26T04:24:59.123Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+        // Offsets are normalised to UTC.
+        let t2: Timestamp = "2026-11-26T05:24:59.123+01:00".parse().unwrap();
+        assert_eq!(t2, t);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let err = "yesterday".parse::<Timestamp>().unwrap_err();
+        assert!(err.to_string().contains("yesterday"));
+    }
+}
