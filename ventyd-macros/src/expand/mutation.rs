@@ -272,27 +272,34 @@ pub fn replace_self(tokens: TokenStream, self_ty: &Type) -> TokenStream {
 
 #[cfg(test)]
 mod tests {
+    use proc_macro2::TokenStream;
     use quote::quote;
 
     use super::replace_self;
+
+    /// Tokens as text without spaces, so that `> >` and `>>` compare equal.
+    fn text(tokens: TokenStream) -> String {
+        tokens.to_string().replace(' ', "")
+    }
 
     #[test]
     fn replaces_self_with_the_aggregate() {
         let self_ty: syn::Type = syn::parse_quote!(User<T>);
         let replaced = replace_self(quote!(Result<Vec<Self>, Self::Error>), &self_ty);
-        assert_eq!(
-            replaced.to_string(),
-            quote!(Result<Vec<User<T>>, <User<T>>::Error>).to_string()
-        );
+        assert_eq!(text(replaced), "Result<Vec<User<T>>,<User<T>>::Error>");
+    }
+
+    #[test]
+    fn replaces_self_inside_groups() {
+        let self_ty: syn::Type = syn::parse_quote!(User);
+        let replaced = replace_self(quote!((Self, [Self; 2], fn(&Self))), &self_ty);
+        assert_eq!(text(replaced), "(User,[User;2],fn(&User))");
     }
 
     #[test]
     fn leaves_other_identifiers_alone() {
         let self_ty: syn::Type = syn::parse_quote!(User);
         let replaced = replace_self(quote!(SelfService<self_id>), &self_ty);
-        assert_eq!(
-            replaced.to_string(),
-            quote!(SelfService<self_id>).to_string()
-        );
+        assert_eq!(text(replaced), "SelfService<self_id>");
     }
 }

@@ -1,0 +1,10 @@
+use ventyd::prelude::*;
+
+#[event(entity = "user")]
+#[derive(Debug, Clone)]
+pub enum UserEvent {
+    Created {},
+    NameUpdated { name: String },
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use ventyd::prelude::*;
+
+#[event(entity = "user")]
+#[derive(Debug, Clone)]
+pub enum UserEvent {
+    #[event(initial)]
+    Created {},
+    Deleted,
+}
+
+fn main() {}

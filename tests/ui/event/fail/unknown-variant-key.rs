@@ -1,0 +1,10 @@
+use ventyd::prelude::*;
+
+#[event(entity = "user")]
+#[derive(Debug, Clone)]
+pub enum UserEvent {
+    #[event(initial, name = "born")]
+    Created {},
+}
+
+fn main() {}
