@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use ventyd::prelude::*;
 use ventyd::storage::{AppendRequest, ExpectedVersion, NewEvent, ReadRange};
-use ventyd::{DecodeReason, Error, Timestamp};
+use ventyd::{DecodeReason, Error, IdGenerator, Timestamp};
 
 #[test]
 fn commit_then_find_one_round_trips_state_version_and_events() {
@@ -260,7 +260,7 @@ async fn write_raw(store: &MemoryStorage, id: &str, events: &[(&str, &str)]) {
     let events: Vec<NewEvent> = events
         .iter()
         .map(|(name, body)| NewEvent {
-            event_id: ventyd::Uuid::now_v7(),
+            event_id: ventyd::UuidV7.event_id(),
             event_name: name.to_string().into(),
             schema_version: 1,
             event_created_at: Timestamp::now(),
@@ -456,7 +456,7 @@ fn the_memory_store_checks_expected_versions() {
         let store = MemoryStorage::new();
         write_raw(&store, "a", &[("user:created", "{}")]).await;
         let e = NewEvent {
-            event_id: ventyd::Uuid::now_v7(),
+            event_id: ventyd::UuidV7.event_id(),
             event_name: "user:tagged".into(),
             schema_version: 1,
             event_created_at: Timestamp::now(),

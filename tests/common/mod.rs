@@ -158,11 +158,15 @@ impl Storage for FlakyStorage {
         entity_name: &str,
         entity_id: &str,
         range: ReadRange,
-    ) -> Result<Vec<StoredEvent>, Error> {
+    ) -> Result<Vec<std::sync::Arc<StoredEvent>>, Error> {
         self.inner.read_stream(entity_name, entity_id, range).await
     }
 
-    async fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+    async fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<std::sync::Arc<StoredEvent>>, Error> {
         self.inner.read_all(from_position, limit).await
     }
 }

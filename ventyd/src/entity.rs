@@ -254,13 +254,12 @@ impl<A: Reducer> Entity<A> {
     pub(crate) fn from_stored(
         config: &Arc<EntityConfig>,
         entity_id: &str,
-        stored: &[StoredEvent],
+        stored: &[Arc<StoredEvent>],
         validate: bool,
     ) -> Result<Option<Self>, Error> {
         let Some((first, rest)) = stored.split_first() else {
             return Ok(None);
         };
-        let id: Arc<str> = Arc::from(entity_id);
         let check = |s: &StoredEvent, expected: u64| -> Result<(), Error> {
             if s.entity_id != entity_id || s.entity_name != <A::Event as Event>::ENTITY_NAME {
                 return Err(decode_error(s, DecodeReason::WrongStream));
@@ -271,6 +270,8 @@ impl<A: Reducer> Entity<A> {
             Ok(())
         };
         check(first, 1)?;
+        // Every envelope shares the stream's id.
+        let id: Arc<str> = Arc::from(entity_id);
         if first.event_name != <A::Event as Event>::INITIAL_NAME {
             return Err(decode_error(
                 first,

@@ -2,17 +2,18 @@
 
 use std::collections::HashMap;
 use std::future::{Future, ready};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
 use super::{AppendOutcome, AppendRequest, ReadRange, Storage, StoredEvent};
 use crate::error::{Error, StorageError};
 
-/// An event store in process memory. Cloning is not supported; share it with `Arc`.
+/// An event store in process memory. Share it with `Arc`.
 ///
 /// It enforces the same guarantees as the durable adapters (expected versions, atomic appends,
 /// idempotent retries), unlike Ventyd's in-memory adapter, which ignored `expectedVersion`.
+/// Reads hand out the stored events themselves (`Arc<StoredEvent>`), so loading copies nothing.
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     inner: RwLock<Inner>,
@@ -21,7 +22,7 @@ pub struct MemoryStorage {
 #[derive(Debug, Default)]
 struct Inner {
     /// The global log; an event's position is its index + 1.
-    log: Vec<StoredEvent>,
+    log: Vec<Arc<StoredEvent>>,
     /// entity name -> entity id -> indexes into `log`, in version order.
     streams: HashMap<String, HashMap<String, Vec<usize>>>,
     /// event id -> index into `log`.
@@ -45,19 +46,18 @@ impl MemoryStorage {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-applied append (appends validate
+        // A panic while holding the lock cannot leave a half-applied append (appends check
         // everything before the first write), so a poisoned lock is still consistent.
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn append_now(&self, req: AppendRequest<'_>) -> Result<AppendOutcome, Error> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let stream: &[usize] = inner
+        let actual = inner
             .streams
             .get(req.entity_name)
             .and_then(|s| s.get(req.entity_id))
-            .map_or(&[], Vec::as_slice);
-        let actual = stream.len() as u64;
+            .map_or(0, |s| s.len() as u64);
 
         if let Some(first) = req.events.first() {
             if let Some(&at) = inner.ids.get(&first.event_id) {
@@ -85,15 +85,18 @@ impl MemoryStorage {
         }
 
         let Inner { log, streams, ids } = &mut *inner;
-        let stream = streams
-            .entry(req.entity_name.to_owned())
-            .or_default()
-            .entry(req.entity_id.to_owned())
-            .or_default();
+        let by_id = match streams.get_mut(req.entity_name) {
+            Some(by_id) => by_id,
+            None => streams.entry(req.entity_name.to_owned()).or_default(),
+        };
+        let stream = match by_id.get_mut(req.entity_id) {
+            Some(stream) => stream,
+            None => by_id.entry(req.entity_id.to_owned()).or_default(),
+        };
         let mut positions = Vec::with_capacity(req.events.len());
         for (i, e) in req.events.iter().enumerate() {
             let index = log.len();
-            log.push(StoredEvent {
+            log.push(Arc::new(StoredEvent {
                 position: index as u64 + 1,
                 event_id: e.event_id,
                 event_name: e.event_name.clone().into_owned(),
@@ -104,7 +107,7 @@ impl MemoryStorage {
                 event_created_at: e.event_created_at,
                 metadata: e.metadata.clone(),
                 body: e.body.clone(),
-            });
+            }));
             stream.push(index);
             ids.insert(e.event_id, index);
             positions.push(index as u64 + 1);
@@ -155,7 +158,7 @@ impl Storage for MemoryStorage {
         entity_name: &str,
         entity_id: &str,
         range: ReadRange,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         let inner = self.read();
         let events = inner
             .streams
@@ -184,7 +187,7 @@ impl Storage for MemoryStorage {
         &self,
         from_position: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         let inner = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
         let events = inner.log.iter().skip(start).take(limit).cloned().collect();

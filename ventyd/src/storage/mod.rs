@@ -63,6 +63,10 @@ impl fmt::Display for ExpectedVersion {
 }
 
 /// An event as a store keeps it: envelope fields plus the body as JSON text.
+///
+/// Stores hand events out as `Arc<StoredEvent>`: a stored event never changes, and sharing it
+/// lets a store that keeps events in memory, or a relay that feeds several projections, hand out
+/// the same event without copying it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     /// Global position, strictly increasing in commit order.
@@ -188,7 +192,7 @@ pub trait Storage: Send + Sync + 'static {
         entity_name: &str,
         entity_id: &str,
         range: ReadRange,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send;
 
     /// Reads the global log from `from_position` (inclusive), at most `limit` events, in
     /// position order.
@@ -196,7 +200,7 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         from_position: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send;
 }
 
 impl<S: Storage> Storage for Arc<S> {
@@ -212,7 +216,7 @@ impl<S: Storage> Storage for Arc<S> {
         entity_name: &str,
         entity_id: &str,
         range: ReadRange,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         (**self).read_stream(entity_name, entity_id, range)
     }
 
@@ -220,7 +224,7 @@ impl<S: Storage> Storage for Arc<S> {
         &self,
         from_position: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         (**self).read_all(from_position, limit)
     }
 }
