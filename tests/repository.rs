@@ -481,3 +481,23 @@ fn the_memory_store_checks_expected_versions() {
         assert_eq!(store.len(), 1, "rejected appends store nothing");
     });
 }
+
+#[test]
+fn metadata_always_reads_back_what_it_writes() {
+    // A free-form key named like a built-in field sets that field...
+    let m = Metadata::new()
+        .actor("a")
+        .with("actor", "b")
+        .with("reason", 42);
+    assert_eq!(m.actor.as_deref(), Some("b"));
+    assert_eq!(m.reason.as_deref(), Some("42"));
+    assert!(m.extra.is_empty());
+    // ...and one put into `extra` by hand is not written over the field.
+    let mut m = Metadata::new().actor("a").with("ip", "127.0.0.1");
+    m.extra.insert("actor".into(), serde_json::json!(7));
+    let json = serde_json::to_string(&m).unwrap();
+    assert_eq!(json, r#"{"actor":"a","ip":"127.0.0.1"}"#);
+    let back: Metadata = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.actor.as_deref(), Some("a"));
+    assert_eq!(back.extra.len(), 1);
+}

@@ -25,7 +25,7 @@ use crate::time::Timestamp;
 ///     r#"{"actor":"admin@example.com","reason":"support ticket 42"}"#
 /// );
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     /// Ties together every event caused by one request or workflow.
@@ -40,9 +40,40 @@ pub struct Metadata {
     /// Why it was done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Free-form fields.
+    /// Free-form fields. Keys named like the fields above (`correlationId`, `causationId`,
+    /// `actor`, `reason`) belong in those fields: [`Metadata::with`] puts them there, and they are
+    /// not written from here.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,
+}
+
+/// The camelCase names of the named fields, which free-form fields may not reuse.
+const RESERVED: [&str; 4] = ["correlationId", "causationId", "actor", "reason"];
+
+impl Serialize for Metadata {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let named = [
+            ("correlationId", &self.correlation_id),
+            ("causationId", &self.causation_id),
+            ("actor", &self.actor),
+            ("reason", &self.reason),
+        ];
+        let mut map = s.serialize_map(None)?;
+        for (key, value) in named {
+            if let Some(value) = value {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        // A reserved key in `extra` would write a duplicate (or a non-string) field that could
+        // not be read back.
+        for (key, value) in &self.extra {
+            if !RESERVED.contains(&key.as_str()) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 impl Metadata {
@@ -75,9 +106,32 @@ impl Metadata {
         self
     }
 
-    /// Adds a free-form field.
+    /// Adds a free-form field. A key named like a field above (`"actor"`, `"reason"`,
+    /// `"correlationId"`, `"causationId"`) sets that field instead, to the value's text.
+    ///
+    /// ```
+    /// use ventyd::Metadata;
+    ///
+    /// let m = Metadata::new().with("ip", "127.0.0.1").with("actor", 42);
+    /// assert_eq!(m.actor.as_deref(), Some("42"));
+    /// assert_eq!(m.extra["ip"], "127.0.0.1");
+    /// ```
     pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.into(), value.into());
+        let key = key.into();
+        let value = value.into();
+        let text = || match &value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match key.as_str() {
+            "correlationId" => self.correlation_id = Some(text()),
+            "causationId" => self.causation_id = Some(text()),
+            "actor" => self.actor = Some(text()),
+            "reason" => self.reason = Some(text()),
+            _ => {
+                self.extra.insert(key, value);
+            }
+        }
         self
     }
 
@@ -194,7 +248,7 @@ pub(crate) fn decode_stored<E: Event, T>(
     stored: &StoredEvent,
     entity_id: &Arc<str>,
     validate: bool,
-    decode: impl FnOnce(&str, DecodeBody<'_, '_>) -> Result<T, serde_json::Error>,
+    decode: impl FnOnce(&str, DecodeBody<'_>) -> Result<T, serde_json::Error>,
 ) -> Result<(T, Envelope<()>), Error> {
     let Some(index) = E::name_index(&stored.event_name) else {
         return Err(Error::UnknownEventName {
@@ -217,7 +271,7 @@ pub(crate) fn decode_stored<E: Event, T>(
     } else {
         None
     };
-    let typed = match &value {
+    let typed = match value {
         Some(v) => decode(&stored.event_name, DecodeBody::Value(v)),
         None => decode(&stored.event_name, DecodeBody::Text(&stored.body)),
     }
@@ -235,14 +289,15 @@ pub(crate) fn decode_stored<E: Event, T>(
     Ok((typed, envelope))
 }
 
-/// A body to decode from: JSON text, or a value already parsed for validation.
-pub(crate) enum DecodeBody<'a, 'b> {
+/// A body to decode from: JSON text, or a value already parsed for validation, which is
+/// consumed so that its strings move into the event instead of being copied.
+pub(crate) enum DecodeBody<'a> {
     Text(&'a str),
-    Value(&'b Value),
+    Value(Value),
 }
 
-impl DecodeBody<'_, '_> {
-    /// Deserializes `T` from the body with `f`, which receives a deserializer of either kind.
+impl DecodeBody<'_> {
+    /// Deserializes `T` from the body.
     pub(crate) fn decode_with<T: serde::de::DeserializeOwned>(
         self,
     ) -> Result<T, serde_json::Error> {
@@ -344,6 +399,23 @@ impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
                 raw.event_name,
                 E::NAMES.join(", ")
             )));
+        }
+        if raw.version == 0 {
+            return Err(D::Error::custom("version must be 1 or more"));
+        }
+        // An envelope read from JSON comes from outside (another service, a message bus): its
+        // body is checked against its schema like any event about to be applied.
+        if let Some(index) = E::name_index(&raw.event_name) {
+            if let Some(schema) = E::schemas().get(index) {
+                schema.validate(&raw.body).map_err(|violations| {
+                    let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+                    D::Error::custom(format_args!(
+                        "the body of {:?} fails its schema: {}",
+                        raw.event_name,
+                        list.join("; ")
+                    ))
+                })?;
+            }
         }
         let event = decode_event::<E, _>(&raw.event_name, &raw.body).map_err(D::Error::custom)?;
         Ok(Envelope {

@@ -169,16 +169,53 @@ impl EventSchema {
         if self.validator.is_valid(body) {
             return Ok(());
         }
-        Err(self
-            .validator
-            .iter_errors(body)
-            .map(|e| Violation {
-                pointer: e.instance_path().as_str().to_owned(),
-                schema_path: e.schema_path().as_str().to_owned(),
-                message: e.to_string(),
-            })
-            .collect())
+        let mut violations = Vec::new();
+        for error in self.validator.iter_errors(body) {
+            flatten(&error, &mut violations);
+        }
+        Err(violations)
     }
+}
+
+/// Adds a validator error to `out`, replacing an `anyOf`/`oneOf` failure by the errors of the
+/// branch that explains it. An `Option<Address>` is `anyOf [Address, null]`: a bad
+/// `/billing/country` would otherwise be reported only as "`/billing` is not valid under any of
+/// the schemas", hiding the field and the rule that failed.
+///
+/// The explaining branches: leave out those that fail only because the value has another type
+/// (the `null` of an `Option`, the object variants of an enum given a string); of the rest, keep
+/// the ones whose errors reach deepest into the value, when they reach deeper than the `anyOf`
+/// itself or are the only ones left.
+fn flatten(error: &jsonschema::ValidationError<'_>, out: &mut Vec<Violation>) {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    type Branch = Vec<jsonschema::ValidationError<'static>>;
+    let pointer = error.instance_path().as_str();
+    if let Kind::AnyOf { context } | Kind::OneOfNotValid { context } = error.kind() {
+        let depth =
+            |e: &jsonschema::ValidationError<'_>| e.instance_path().as_str().matches('/').count();
+        let reach = |branch: &Branch| branch.iter().map(depth).max().unwrap_or(0);
+        let wrong_type = |branch: &Branch| {
+            branch.iter().all(|e| {
+                matches!(e.kind(), Kind::Type { .. }) && e.instance_path().as_str() == pointer
+            })
+        };
+        let candidates: Vec<&Branch> = context.iter().filter(|b| !wrong_type(b)).collect();
+        let best = candidates.iter().map(|b| reach(b)).max().unwrap_or(0);
+        let deeper = best > pointer.matches('/').count();
+        if !candidates.is_empty() && (deeper || candidates.len() == 1) {
+            for branch in candidates.into_iter().filter(|b| reach(b) == best) {
+                for e in branch {
+                    flatten(e, out);
+                }
+            }
+            return;
+        }
+    }
+    out.push(Violation {
+        pointer: pointer.to_owned(),
+        schema_path: error.schema_path().as_str().to_owned(),
+        message: error.to_string(),
+    });
 }
 
 /// The schemas of every event of one event enum, in variant order.
@@ -221,10 +258,16 @@ impl EventSchemas {
                     .pointer("/properties/body")
                     .cloned()
                     .unwrap_or_else(|| panic!("ventyd: no body schema for event {name:?}"));
-                if let (Some(defs), Value::Object(map)) = (&defs, &mut schema) {
-                    map.insert("$defs".into(), defs.clone());
-                } else if let (Some(defs), Value::Bool(true)) = (&defs, &schema) {
-                    schema = serde_json::json!({ "$defs": defs });
+                if let Some(defs) = defs.as_ref().and_then(Value::as_object) {
+                    let used = referenced_defs(&schema, defs);
+                    if !used.is_empty() {
+                        if let Value::Bool(true) = schema {
+                            schema = Value::Object(serde_json::Map::new());
+                        }
+                        if let Value::Object(map) = &mut schema {
+                            map.insert("$defs".into(), Value::Object(used));
+                        }
+                    }
                 }
                 let validator = jsonschema::options()
                     .with_draft(jsonschema::Draft::Draft202012)
@@ -257,6 +300,46 @@ impl EventSchemas {
     pub fn iter(&self) -> impl Iterator<Item = &EventSchema> {
         self.events.iter()
     }
+}
+
+/// The definitions a body schema refers to, directly or through other definitions, so that each
+/// event's schema carries only what it uses (and a change to one type changes only the schemas of
+/// the events that contain it).
+fn referenced_defs(
+    schema: &Value,
+    defs: &serde_json::Map<String, Value>,
+) -> serde_json::Map<String, Value> {
+    fn refs<'a>(v: &'a Value, found: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(r)) => {
+                            if let Some(name) = r.strip_prefix("#/$defs/") {
+                                found.push(name);
+                            }
+                        }
+                        _ => refs(v, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+    let mut used = serde_json::Map::new();
+    let mut pending = Vec::new();
+    refs(schema, &mut pending);
+    while let Some(name) = pending.pop() {
+        if used.contains_key(name) {
+            continue;
+        }
+        if let Some(def) = defs.get(name) {
+            used.insert(name.to_owned(), def.clone());
+            refs(def, &mut pending);
+        }
+    }
+    used
 }
 
 /// Serializes the body of an event (the `body` of its `{"eventName", "body"}` form).

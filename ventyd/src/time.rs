@@ -19,12 +19,31 @@ impl Timestamp {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Timestamp(now)
+        Timestamp::from_millis(now)
     }
 
-    /// From milliseconds since the Unix epoch.
+    /// The earliest RFC 3339 instant, `0000-01-01T00:00:00.000Z`.
+    pub const MIN: Timestamp = Timestamp(-62_167_219_200_000);
+    /// The latest RFC 3339 instant, `9999-12-31T23:59:59.999Z`.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// From milliseconds since the Unix epoch, clamped to the years RFC 3339 can write
+    /// (0000 to 9999).
+    ///
+    /// ```
+    /// use ventyd::Timestamp;
+    ///
+    /// assert_eq!(Timestamp::from_millis(i64::MAX), Timestamp::MAX);
+    /// assert_eq!(Timestamp::MAX.to_string(), "9999-12-31T23:59:59.999Z");
+    /// ```
     pub const fn from_millis(millis: i64) -> Self {
-        Timestamp(millis)
+        if millis < Self::MIN.0 {
+            Self::MIN
+        } else if millis > Self::MAX.0 {
+            Self::MAX
+        } else {
+            Timestamp(millis)
+        }
     }
 
     /// Milliseconds since the Unix epoch.
@@ -59,7 +78,7 @@ impl FromStr for Timestamp {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         DateTime::parse_from_rfc3339(s)
-            .map(|d| Timestamp(d.timestamp_millis()))
+            .map(|d| Timestamp::from_millis(d.timestamp_millis()))
             .map_err(|_| ParseTimestampError {
                 input: s.to_owned(),
             })
@@ -127,7 +146,7 @@ impl FixedClock {
 
 impl Clock for FixedClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
     }
 }
 
@@ -145,6 +164,16 @@ mod tests {
         // Offsets are normalised to UTC.
         let t2: Timestamp = "2026-11-26T05:24:59.123+01:00".parse().unwrap();
         assert_eq!(t2, t);
+    }
+
+    #[test]
+    fn stays_within_rfc3339_years() {
+        assert_eq!(Timestamp::MIN.to_string(), "0000-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp::from_millis(i64::MIN), Timestamp::MIN);
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX).to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]
