@@ -269,12 +269,12 @@ async fn write_raw(store: &MemoryStorage, id: &str, events: &[(&str, &str)]) {
         })
         .collect();
     store
-        .append(AppendRequest {
-            entity_name: "user",
-            entity_id: id,
-            expected: ExpectedVersion::Any,
-            events: &events,
-        })
+        .append(AppendRequest::new(
+            "user",
+            id,
+            ExpectedVersion::Any,
+            &events,
+        ))
         .await
         .unwrap();
 }
@@ -469,12 +469,12 @@ fn the_memory_store_checks_expected_versions() {
             (ExpectedVersion::Exact(0), false),
         ] {
             let r = store
-                .append(AppendRequest {
-                    entity_name: "user",
-                    entity_id: "a",
+                .append(AppendRequest::new(
+                    "user",
+                    "a",
                     expected,
-                    events: std::slice::from_ref(&e),
-                })
+                    std::slice::from_ref(&e),
+                ))
                 .await;
             assert_eq!(r.is_ok(), ok, "{expected:?}: {r:?}");
         }

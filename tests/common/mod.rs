@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ventyd::prelude::*;
-use ventyd::storage::{AppendOutcome, AppendRequest, ReadRange, StoredEvent};
+use ventyd::storage::{AppendOutcome, AppendRequest, ReadRange, Snapshot, StoredEvent};
 use ventyd::{Error, StorageError};
 
 #[event(entity = "user")]
@@ -168,5 +168,17 @@ impl Storage for FlakyStorage {
         limit: usize,
     ) -> Result<Vec<std::sync::Arc<StoredEvent>>, Error> {
         self.inner.read_all(from_position, limit).await
+    }
+
+    async fn read_snapshot(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+    ) -> Result<Option<Snapshot>, Error> {
+        self.inner.read_snapshot(entity_name, entity_id).await
+    }
+
+    async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error> {
+        self.inner.write_snapshot(snapshot).await
     }
 }

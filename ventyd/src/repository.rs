@@ -185,12 +185,12 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
             .collect();
         let outcome = self
             .storage
-            .append(AppendRequest {
-                entity_name: <A::Event as Event>::ENTITY_NAME,
-                entity_id: entity.entity_id(),
-                expected: ExpectedVersion::after(entity.committed_version()),
-                events: &events,
-            })
+            .append(AppendRequest::new(
+                <A::Event as Event>::ENTITY_NAME,
+                entity.entity_id(),
+                ExpectedVersion::after(entity.committed_version()),
+                &events,
+            ))
             .await?;
         if outcome.positions.len() != events.len() || outcome.version != entity.version() {
             return Err(StorageError::msg(format!(

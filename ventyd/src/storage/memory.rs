@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::{AppendOutcome, AppendRequest, ReadRange, Storage, StoredEvent};
+use super::{AppendOutcome, AppendRequest, ReadRange, Snapshot, Storage, StoredEvent};
 use crate::error::{Error, StorageError};
 
 /// An event store in process memory. Share it with `Arc`.
@@ -27,6 +27,8 @@ struct Inner {
     streams: HashMap<String, HashMap<String, Vec<usize>>>,
     /// event id -> index into `log`.
     ids: HashMap<Uuid, usize>,
+    /// (entity name, entity id) -> the latest snapshot.
+    snapshots: HashMap<(String, String), Snapshot>,
 }
 
 impl MemoryStorage {
@@ -72,6 +74,7 @@ impl MemoryStorage {
                 actual,
             });
         }
+        req.check_snapshot(actual)?;
         for (i, e) in req.events.iter().enumerate() {
             if inner.ids.contains_key(&e.event_id)
                 || req.events[..i].iter().any(|o| o.event_id == e.event_id)
@@ -84,7 +87,15 @@ impl MemoryStorage {
             }
         }
 
-        let Inner { log, streams, ids } = &mut *inner;
+        let Inner {
+            log,
+            streams,
+            ids,
+            snapshots,
+        } = &mut *inner;
+        if let Some(snapshot) = req.snapshot {
+            keep_latest(snapshots, snapshot);
+        }
         let by_id = match streams.get_mut(req.entity_name) {
             Some(by_id) => by_id,
             None => streams.entry(req.entity_name.to_owned()).or_default(),
@@ -116,6 +127,16 @@ impl MemoryStorage {
             version: actual + req.events.len() as u64,
             positions,
         })
+    }
+}
+
+fn keep_latest(snapshots: &mut HashMap<(String, String), Snapshot>, snapshot: &Snapshot) {
+    let key = (snapshot.entity_name.clone(), snapshot.entity_id.clone());
+    match snapshots.get(&key) {
+        Some(held) if held.version > snapshot.version => {}
+        _ => {
+            snapshots.insert(key, snapshot.clone());
+        }
     }
 }
 
@@ -192,5 +213,27 @@ impl Storage for MemoryStorage {
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
         let events = inner.log.iter().skip(start).take(limit).cloned().collect();
         ready(Ok(events))
+    }
+
+    fn read_snapshot(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        let inner = self.read();
+        let snapshot = inner
+            .snapshots
+            .get(&(entity_name.to_owned(), entity_id.to_owned()))
+            .cloned();
+        ready(Ok(snapshot))
+    }
+
+    fn write_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        keep_latest(&mut inner.snapshots, snapshot);
+        ready(Ok(()))
     }
 }

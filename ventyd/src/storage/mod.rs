@@ -126,6 +126,73 @@ pub struct AppendRequest<'a> {
     pub expected: ExpectedVersion,
     /// The events, in order; all are stored or none.
     pub events: &'a [NewEvent],
+    /// A snapshot of the state after these events, stored in the same atomic step where the
+    /// store allows it. Its stream must be this one and its version the version after the append.
+    pub snapshot: Option<&'a Snapshot>,
+}
+
+impl<'a> AppendRequest<'a> {
+    /// An append of `events` to the stream `entity_name`/`entity_id`, without a snapshot.
+    pub fn new(
+        entity_name: &'a str,
+        entity_id: &'a str,
+        expected: ExpectedVersion,
+        events: &'a [NewEvent],
+    ) -> Self {
+        AppendRequest {
+            entity_name,
+            entity_id,
+            expected,
+            events,
+            snapshot: None,
+        }
+    }
+
+    /// Adds a snapshot to store with the events.
+    pub fn with_snapshot(mut self, snapshot: &'a Snapshot) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// Checks that the snapshot, if any, belongs to this stream at the version after the append
+    /// to a stream at `actual`; stores call this before writing anything.
+    pub fn check_snapshot(&self, actual: u64) -> Result<(), Error> {
+        let Some(s) = self.snapshot else {
+            return Ok(());
+        };
+        let version = actual + self.events.len() as u64;
+        if s.entity_name != self.entity_name
+            || s.entity_id != self.entity_id
+            || s.version != version
+        {
+            return Err(crate::error::StorageError::msg(format!(
+                "the snapshot of {} {:?} at version {} does not match the append to {} {:?}, which ends at version {version}",
+                s.entity_name, s.entity_id, s.version, self.entity_name, self.entity_id
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// A stored state of one entity at one version, so that loading need not replay every event.
+///
+/// `schema_hash` identifies the shape of the state type when the snapshot was taken; a reader
+/// whose state type has another hash ignores the snapshot and replays the events instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The entity name.
+    pub entity_name: String,
+    /// The entity id.
+    pub entity_id: String,
+    /// The version of the entity the state is at.
+    pub version: u64,
+    /// A hash of the state type's JSON Schema.
+    pub schema_hash: String,
+    /// The state, as JSON text.
+    pub state: String,
+    /// When the snapshot was taken.
+    pub created_at: Timestamp,
 }
 
 /// What an append stored.
@@ -201,6 +268,18 @@ pub trait Storage: Send + Sync + 'static {
         from_position: u64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send;
+
+    /// The latest snapshot of one entity, if any.
+    fn read_snapshot(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send;
+
+    /// Stores a snapshot, unless the store holds one of a later version of the same entity
+    /// already (an older snapshot never replaces a newer one).
+    fn write_snapshot(&self, snapshot: &Snapshot)
+    -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 impl<S: Storage> Storage for Arc<S> {
@@ -226,5 +305,20 @@ impl<S: Storage> Storage for Arc<S> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         (**self).read_all(from_position, limit)
+    }
+
+    fn read_snapshot(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        (**self).read_snapshot(entity_name, entity_id)
+    }
+
+    fn write_snapshot(
+        &self,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).write_snapshot(snapshot)
     }
 }
