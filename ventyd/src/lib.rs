@@ -13,6 +13,9 @@ mod event;
 mod id;
 mod repository;
 pub mod storage;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod time;
 
 #[doc(hidden)]
@@ -29,6 +32,8 @@ pub use error::{
 pub use event::{Event, EventSchema, EventSchemas, contains_name};
 pub use id::{IdGenerator, SequentialIds, UuidV7};
 pub use repository::{Committed, Repository};
+#[cfg(feature = "sqlite")]
+pub use storage::SqliteStorage;
 pub use storage::{ExpectedVersion, MemoryStorage, Storage};
 pub use time::{Clock, FixedClock, ParseTimestampError, SystemClock, Timestamp};
 pub use uuid::Uuid;

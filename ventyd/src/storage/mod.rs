@@ -18,8 +18,13 @@ use crate::error::Error;
 use crate::time::Timestamp;
 
 mod memory;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 pub use memory::MemoryStorage;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStorage;
 
 /// What an append expects the stream's current version to be (optimistic concurrency).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
