@@ -342,11 +342,141 @@ fn referenced_defs(
     used
 }
 
-/// Serializes the body of an event (the `body` of its `{"eventName", "body"}` form).
+/// Serializes the body of an event (the `body` of its `{"eventName", "body"}` form) straight into
+/// a value, without building the surrounding object: serde writes an adjacently tagged enum as a
+/// two-field struct, and [`BodyOnly`] keeps the second field only.
 pub(crate) fn encode_body<E: Event>(event: &E) -> Result<Value, serde_json::Error> {
-    match serde_json::to_value(event)? {
-        Value::Object(mut map) => Ok(map.remove("body").unwrap_or(Value::Null)),
-        other => Ok(other),
+    event.serialize(BodyOnly)
+}
+
+/// A serializer that accepts only the struct serde makes of an adjacently tagged enum, and
+/// returns its `body` field as a value.
+struct BodyOnly;
+
+struct CaptureBody(Option<Value>);
+
+fn not_an_event<T>() -> Result<T, serde_json::Error> {
+    Err(serde::ser::Error::custom(
+        "expected an adjacently tagged event enum (`#[ventyd::event]`)",
+    ))
+}
+
+macro_rules! reject {
+    ($($name:ident($($arg:ty),*)),* $(,)?) => {
+        $(fn $name(self, $(_: $arg),*) -> Result<Value, serde_json::Error> {
+            not_an_event()
+        })*
+    };
+}
+
+impl serde::Serializer for BodyOnly {
+    type Ok = Value;
+    type Error = serde_json::Error;
+    type SerializeSeq = serde::ser::Impossible<Value, serde_json::Error>;
+    type SerializeTuple = serde::ser::Impossible<Value, serde_json::Error>;
+    type SerializeTupleStruct = serde::ser::Impossible<Value, serde_json::Error>;
+    type SerializeTupleVariant = serde::ser::Impossible<Value, serde_json::Error>;
+    type SerializeMap = serde::ser::Impossible<Value, serde_json::Error>;
+    type SerializeStruct = CaptureBody;
+    type SerializeStructVariant = serde::ser::Impossible<Value, serde_json::Error>;
+
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<CaptureBody, serde_json::Error> {
+        Ok(CaptureBody(None))
+    }
+
+    reject! {
+        serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
+        serialize_i64(i64), serialize_u8(u8), serialize_u16(u16), serialize_u32(u32),
+        serialize_u64(u64), serialize_f32(f32), serialize_f64(f64), serialize_char(char),
+        serialize_str(&str), serialize_bytes(&[u8]), serialize_none(), serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    }
+
+    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<Value, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Value, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<Value, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, serde_json::Error> {
+        not_an_event()
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, serde_json::Error> {
+        not_an_event()
+    }
+}
+
+impl serde::ser::SerializeStruct for CaptureBody {
+    type Ok = Value;
+    type Error = serde_json::Error;
+
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), serde_json::Error> {
+        if key == "body" {
+            self.0 = Some(value.serialize(serde_json::value::Serializer)?);
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<Value, serde_json::Error> {
+        Ok(self.0.unwrap_or(Value::Null))
     }
 }
 
