@@ -1,8 +1,10 @@
 //! The Ventyd quickstart in Rust: create a user, rename it, commit, load it back, and print its
 //! state and its events.
 //!
-//! Run it with `cargo run --example quickstart`.
+//! Run it with `cargo run --example quickstart`. It keeps its events in `quickstart.db`, a SQLite
+//! file in the current directory: run it twice and the second run finds the first run's user.
 
+use ventyd::CreateOptions;
 use ventyd::prelude::*;
 
 /// Every change to a user is one of these events, stored forever.
@@ -86,19 +88,44 @@ impl User {
     }
 }
 
+/// Where the quickstart keeps its events: a SQLite file in the current directory.
+const DATABASE: &str = "quickstart.db";
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let repo = Repository::<User, _>::new(MemoryStorage::new());
+    // The embedded default store: one file, created with its tables on first use.
+    let fresh = !std::path::Path::new(DATABASE).exists();
+    let repo = Repository::<User, _>::new(SqliteStorage::open(DATABASE).await?);
 
-    // Create: the only way in is the initial event's body.
-    let mut user = repo.create(UserCreated {
-        email: "alice@example.com".into(),
-        name: None,
-    })?;
+    let mut user = match repo.find_one("alice").await? {
+        Some(user) => {
+            println!(
+                "{DATABASE} already holds user alice from an earlier run, at version {}; \
+                 renaming her again (delete the file to start fresh)",
+                user.version()
+            );
+            user
+        }
+        None => {
+            if fresh {
+                println!("created {DATABASE}: no earlier data, starting fresh");
+            }
+            // Create: the only way in is the initial event's body.
+            repo.create_with(
+                UserCreated {
+                    email: "alice@example.com".into(),
+                    name: None,
+                },
+                CreateOptions::default().entity_id("alice"),
+            )?
+        }
+    };
+
     // Mutate: validated against the schema, applied at once, queued.
-    user.update_name("Alice Cooper".into())?;
+    let name = format!("Alice Cooper {}", user.version());
+    user.update_name(name)?;
     println!(
-        "created user {} with {} queued events",
+        "user {} has {} queued events",
         user.entity_id(),
         user.queued_events().len()
     );
@@ -139,5 +166,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "\nthe first event as stored (Ventyd's JSON shape):\n{}",
         serde_json::to_string_pretty(loaded.events().next().expect("one event"))?
     );
+
+    // Time travel: the user as she was after her first event.
+    let first = repo
+        .find_one_at(user.entity_id(), 1)
+        .await?
+        .expect("version 1 exists");
+    println!("\nat version 1 she was: {:?}", first.state());
     Ok(())
 }

@@ -136,17 +136,17 @@ pub fn event(cx: &Ctxt, model: &EventEnum) -> Option<EventPlan> {
     check_bodies(cx, model, initial);
 
     for path in &model.derives {
-        if let Some(last) = path.segments.last() {
-            if GENERATED_DERIVES.iter().any(|name| last.ident == name) {
-                cx.error_spanned_by(
-                    path,
-                    format!(
-                        "#[event] derives `{}` itself, with ventyd's serde and schemars: remove it from #[derive(...)]",
-                        last.ident
-                    ),
-                );
-                expandable = false;
-            }
+        if let Some(last) = path.segments.last()
+            && GENERATED_DERIVES.iter().any(|name| last.ident == name)
+        {
+            cx.error_spanned_by(
+                path,
+                format!(
+                    "#[event] derives `{}` itself, with ventyd's serde and schemars: remove it from #[derive(...)]",
+                    last.ident
+                ),
+            );
+            expandable = false;
         }
     }
 

@@ -405,17 +405,17 @@ impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
         }
         // An envelope read from JSON comes from outside (another service, a message bus): its
         // body is checked against its schema like any event about to be applied.
-        if let Some(index) = E::name_index(&raw.event_name) {
-            if let Some(schema) = E::schemas().get(index) {
-                schema.validate(&raw.body).map_err(|violations| {
-                    let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
-                    D::Error::custom(format_args!(
-                        "the body of {:?} fails its schema: {}",
-                        raw.event_name,
-                        list.join("; ")
-                    ))
-                })?;
-            }
+        if let Some(index) = E::name_index(&raw.event_name)
+            && let Some(schema) = E::schemas().get(index)
+        {
+            schema.validate(&raw.body).map_err(|violations| {
+                let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+                D::Error::custom(format_args!(
+                    "the body of {:?} fails its schema: {}",
+                    raw.event_name,
+                    list.join("; ")
+                ))
+            })?;
         }
         let event = decode_event::<E, _>(&raw.event_name, &raw.body).map_err(D::Error::custom)?;
         Ok(Envelope {

@@ -140,6 +140,7 @@ macro_rules! event_name {
 pub struct EventSchema {
     name: &'static str,
     schema: Value,
+    fingerprint: u64,
     validator: jsonschema::Validator,
 }
 
@@ -161,6 +162,13 @@ impl EventSchema {
     /// The JSON Schema (draft 2020-12) of the event body.
     pub fn schema(&self) -> &Value {
         &self.schema
+    }
+
+    /// A 64-bit fingerprint of the schema (FNV-1a over its JSON text, keys sorted), the same in
+    /// every process and build that has the same schema. Stored with each event as the record
+    /// of the schema its body was checked against.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Checks a body against the schema and lists every violation.
@@ -278,6 +286,7 @@ impl EventSchemas {
                     });
                 EventSchema {
                     name,
+                    fingerprint: fnv1a(schema.to_string().as_bytes()),
                     schema,
                     validator,
                 }
@@ -300,6 +309,17 @@ impl EventSchemas {
     pub fn iter(&self) -> impl Iterator<Item = &EventSchema> {
         self.events.iter()
     }
+}
+
+/// FNV-1a, 64 bits (Fowler, Noll and Vo): a stable hash with no dependency, for fingerprints
+/// that must not change between processes or Rust versions (std's hashers may).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 /// The definitions a body schema refers to, directly or through other definitions, so that each
@@ -678,6 +698,18 @@ mod tests {
         );
         let err = decode_event::<Ev, _>("t:nope", &body).unwrap_err();
         assert!(err.to_string().contains("t:nope"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_differ_per_schema() {
+        // FNV-1a test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let s = Ev::schemas();
+        let prints: std::collections::HashSet<_> = s.iter().map(|e| e.fingerprint()).collect();
+        assert_eq!(prints.len(), 3);
+        let again = fnv1a(s.get(0).unwrap().schema().to_string().as_bytes());
+        assert_eq!(s.get(0).unwrap().fingerprint(), again);
     }
 
     #[test]

@@ -51,8 +51,10 @@ pub use ventyd_macros::mutations;
 pub use ventyd_macros::mutation;
 
 /// Re-exports for `use ventyd::prelude::*;`: the macros, the traits mutations need, the entity,
-/// repository and the in-memory store.
+/// the repository and the stores.
 pub mod prelude {
+    #[cfg(feature = "sqlite")]
+    pub use crate::storage::SqliteStorage;
     pub use crate::storage::{MemoryStorage, Storage};
     pub use crate::{
         Aggregate, Dispatch, Entity, Event, Metadata, ReadonlyEntity, Reducer, Repository, event,

@@ -61,10 +61,10 @@ impl MemoryStorage {
             .and_then(|s| s.get(req.entity_id))
             .map_or(0, |s| s.len() as u64);
 
-        if let Some(first) = req.events.first() {
-            if let Some(&at) = inner.ids.get(&first.event_id) {
-                return replay(&inner, &req, at);
-            }
+        if let Some(first) = req.events.first()
+            && let Some(&at) = inner.ids.get(&first.event_id)
+        {
+            return replay(&inner, &req, at);
         }
         if !req.expected.matches(actual) {
             return Err(Error::Concurrency {
