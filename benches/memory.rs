@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
-use ventyd::MemoryStorage;
 use ventyd::prelude::*;
+use ventyd::{LoadValidation, MemoryStorage};
 
 #[event(entity = "user")]
 #[derive(Debug, Clone)]
@@ -180,18 +180,26 @@ fn round_trip(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    for validate in [true, false] {
-        let name = if validate {
-            "ventyd: load 100, mutate 1, commit (validate on load)"
-        } else {
-            "ventyd: load 100, mutate 1, commit (trust the store)"
-        };
+    for (validation, name) in [
+        (
+            LoadValidation::Unverified,
+            "ventyd: load 100, mutate 1, commit (default: check unverified bodies)",
+        ),
+        (
+            LoadValidation::Always,
+            "ventyd: load 100, mutate 1, commit (check every body)",
+        ),
+        (
+            LoadValidation::Never,
+            "ventyd: load 100, mutate 1, commit (trust the store)",
+        ),
+    ] {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     let (store, id) = store_with(&rt, 100);
                     (
-                        Repository::<User, _>::new(store).validate_on_load(validate),
+                        Repository::<User, _>::new(store).load_validation(validation),
                         id,
                     )
                 },

@@ -327,13 +327,12 @@ fn raw_rows(conn: &rusqlite::Connection, entity_id: &str) -> Vec<(i64, Uuid, Str
 
 fn new_events(n: usize) -> Vec<NewEvent> {
     (0..n)
-        .map(|i| NewEvent {
-            event_id: UuidV7.event_id(),
-            event_name: "user:name_updated".into(),
-            schema_version: 1,
-            event_created_at: Timestamp::now(),
-            metadata: None,
-            body: format!(r#"{{"name":"Name number {i}"}}"#),
+        .map(|i| {
+            NewEvent::new(
+                UuidV7.event_id(),
+                "user:name_updated",
+                format!(r#"{{"name":"Name number {i}"}}"#),
+            )
         })
         .collect()
 }
@@ -524,13 +523,21 @@ fn loads(c: &mut Criterion) {
             })
         })
     });
-    for validate in [false, true] {
-        let name = if validate {
-            "ventyd: find_one (validate on load)"
-        } else {
-            "ventyd: find_one (trust the store)"
-        };
-        let repo = Arc::new(Repository::<User, _>::new(store.clone()).validate_on_load(validate));
+    for (validate, name) in [
+        (
+            ventyd::LoadValidation::Unverified,
+            "ventyd: find_one (default: check unverified bodies)",
+        ),
+        (
+            ventyd::LoadValidation::Always,
+            "ventyd: find_one (check every body)",
+        ),
+        (
+            ventyd::LoadValidation::Never,
+            "ventyd: find_one (trust the store)",
+        ),
+    ] {
+        let repo = Arc::new(Repository::<User, _>::new(store.clone()).load_validation(validate));
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let (repo, id) = (repo.clone(), id.clone());

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use ventyd::prelude::*;
 use ventyd::storage::{AppendRequest, ExpectedVersion, NewEvent, ReadRange};
-use ventyd::{DecodeReason, Error, IdGenerator, Timestamp};
+use ventyd::{DecodeReason, Error, IdGenerator};
 
 #[test]
 fn commit_then_find_one_round_trips_state_version_and_events() {
@@ -259,14 +259,7 @@ fn metadata_is_stored_on_every_committed_event() {
 async fn write_raw(store: &MemoryStorage, id: &str, events: &[(&str, &str)]) {
     let events: Vec<NewEvent> = events
         .iter()
-        .map(|(name, body)| NewEvent {
-            event_id: ventyd::UuidV7.event_id(),
-            event_name: name.to_string().into(),
-            schema_version: 1,
-            event_created_at: Timestamp::now(),
-            metadata: None,
-            body: body.to_string(),
-        })
+        .map(|(name, body)| NewEvent::new(ventyd::UuidV7.event_id(), name.to_string(), *body))
         .collect();
     store
         .append(AppendRequest::new(
@@ -313,7 +306,8 @@ fn malformed_stored_json_is_a_decode_error_naming_entity_version_and_event() {
 fn a_stored_body_of_the_wrong_shape_is_a_decode_error() {
     rt().block_on(async {
         let store = Arc::new(MemoryStorage::new());
-        let repo = Repository::<User, _>::new(store.clone()).validate_on_load(false);
+        let repo = Repository::<User, _>::new(store.clone())
+            .load_validation(ventyd::LoadValidation::Never);
         write_raw(
             &store,
             "u1",
@@ -349,7 +343,8 @@ fn a_stored_body_failing_its_schema_is_an_error_on_load() {
         };
         assert_eq!(violations[0].pointer, "/name");
         // Trusting the store skips the schema; the body still decodes into the Rust type.
-        let trusting = Repository::<User, _>::new(store.clone()).validate_on_load(false);
+        let trusting = Repository::<User, _>::new(store.clone())
+            .load_validation(ventyd::LoadValidation::Never);
         let user = trusting.find_one("u1").await.unwrap().unwrap();
         assert_eq!(user.state().name.as_deref(), Some(""));
     });
@@ -455,14 +450,7 @@ fn the_memory_store_checks_expected_versions() {
     rt().block_on(async {
         let store = MemoryStorage::new();
         write_raw(&store, "a", &[("user:created", "{}")]).await;
-        let e = NewEvent {
-            event_id: ventyd::UuidV7.event_id(),
-            event_name: "user:tagged".into(),
-            schema_version: 1,
-            event_created_at: Timestamp::now(),
-            metadata: None,
-            body: "{}".into(),
-        };
+        let e = NewEvent::new(ventyd::UuidV7.event_id(), "user:tagged", "{}");
         for (expected, ok) in [
             (ExpectedVersion::NoStream, false),
             (ExpectedVersion::Exact(2), false),
@@ -500,4 +488,88 @@ fn metadata_always_reads_back_what_it_writes() {
     let back: Metadata = serde_json::from_str(&json).unwrap();
     assert_eq!(back.actor.as_deref(), Some("a"));
     assert_eq!(back.extra.len(), 1);
+}
+
+#[test]
+fn a_commit_records_the_schema_each_body_was_checked_against() {
+    rt().block_on(async {
+        let repo = Repository::<User, _>::new(MemoryStorage::new());
+        let mut user = repo.create(alice()).unwrap();
+        user.update_name("A".into()).unwrap();
+        repo.commit(&mut user).await.unwrap();
+        let stored = repo
+            .storage()
+            .read_stream("user", user.entity_id(), ReadRange::ALL)
+            .await
+            .unwrap();
+        let schemas = UserEvent::schemas();
+        for (e, name) in stored.iter().zip(["user:created", "user:name_updated"]) {
+            let print = schemas.by_name(name).unwrap().fingerprint();
+            assert_eq!(e.checked_schema, Some(print), "{name}");
+        }
+        assert_ne!(stored[0].checked_schema, stored[1].checked_schema);
+    });
+}
+
+/// Writes one user whose second event breaks its schema, recorded as checked against `record`.
+async fn user_with_bad_name(store: &MemoryStorage, id: &str, record: Option<u64>) {
+    let created = NewEvent::new(
+        ventyd::UuidV7.event_id(),
+        "user:created",
+        r#"{"email":"a@example.com","name":null}"#,
+    );
+    let renamed = NewEvent {
+        checked_schema: record,
+        ..NewEvent::new(
+            ventyd::UuidV7.event_id(),
+            "user:name_updated",
+            r#"{"name":""}"#,
+        )
+    };
+    store
+        .append(AppendRequest::new(
+            "user",
+            id,
+            ExpectedVersion::NoStream,
+            &[created, renamed],
+        ))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn load_validation_checks_bodies_without_a_record_of_the_current_schema() {
+    use ventyd::LoadValidation::{Always, Never, Unverified};
+    rt().block_on(async {
+        let store = Arc::new(MemoryStorage::new());
+        let current = UserEvent::schemas()
+            .by_name("user:name_updated")
+            .unwrap()
+            .fingerprint();
+        user_with_bad_name(&store, "none", None).await;
+        user_with_bad_name(&store, "stale", Some(current ^ 1)).await;
+        user_with_bad_name(&store, "current", Some(current)).await;
+        let load = |validation, id: &'static str| {
+            let repo = Repository::<User, _>::new(store.clone()).load_validation(validation);
+            async move { repo.find_one(id).await.map(|u| u.is_some()) }
+        };
+        // No record, or a record of another schema: checked, and refused.
+        for id in ["none", "stale"] {
+            let err = load(Unverified, id).await.unwrap_err();
+            assert!(
+                matches!(decode_reason(&err), DecodeReason::Schema(_)),
+                "{id}: {err}"
+            );
+        }
+        // A record of this very schema: trusted by default, checked when asked to.
+        assert!(load(Unverified, "current").await.unwrap());
+        assert!(matches!(
+            decode_reason(&load(Always, "current").await.unwrap_err()),
+            DecodeReason::Schema(_)
+        ));
+        // Trusting the store checks nothing, but still decodes strictly.
+        for id in ["none", "stale", "current"] {
+            assert!(load(Never, id).await.unwrap());
+        }
+    });
 }

@@ -23,14 +23,7 @@ const ROLE_VAR: &str = "VENTYD_SQLITE_CHILD_ROLE";
 const DB_VAR: &str = "VENTYD_SQLITE_CHILD_DB";
 
 fn event(name: &str, body: impl Into<String>) -> NewEvent {
-    NewEvent {
-        event_id: UuidV7.event_id(),
-        event_name: name.to_owned().into(),
-        schema_version: 1,
-        event_created_at: Timestamp::now(),
-        metadata: None,
-        body: body.into(),
-    }
+    NewEvent::new(UuidV7.event_id(), name.to_owned(), body)
 }
 
 fn counter(n: usize) -> Vec<NewEvent> {
@@ -490,9 +483,12 @@ fn a_body_that_is_not_json_is_a_decode_error_naming_entity_and_version() {
             .unwrap();
         assert_eq!(changed, 1);
 
-        for validate in [true, false] {
-            let repo =
-                Repository::<User, _>::new(repo.storage().clone()).validate_on_load(validate);
+        for validate in [
+            ventyd::LoadValidation::Always,
+            ventyd::LoadValidation::Unverified,
+            ventyd::LoadValidation::Never,
+        ] {
+            let repo = Repository::<User, _>::new(repo.storage().clone()).load_validation(validate);
             let err = repo.find_one(user.entity_id()).await.unwrap_err();
             let Error::Decode(decode) = &err else {
                 panic!("expected a decode error, got {err:?}");

@@ -11,6 +11,7 @@ use crate::envelope::{Envelope, decode_error, decode_stored};
 use crate::error::{DecodeReason, Error, ValidationError};
 use crate::event::{Event, encode_body};
 use crate::id::{IdGenerator, UuidV7};
+use crate::repository::LoadValidation;
 use crate::storage::StoredEvent;
 use crate::time::{Clock, SystemClock, Timestamp};
 
@@ -255,7 +256,7 @@ impl<A: Reducer> Entity<A> {
         config: &Arc<EntityConfig>,
         entity_id: &str,
         stored: &[Arc<StoredEvent>],
-        validate: bool,
+        validation: LoadValidation,
     ) -> Result<Option<Self>, Error> {
         let Some((first, rest)) = stored.split_first() else {
             return Ok(None);
@@ -283,7 +284,7 @@ impl<A: Reducer> Entity<A> {
         let (initial, envelope) = decode_stored::<A::Event, <A::Event as Event>::Initial>(
             first,
             &id,
-            validate,
+            validation,
             |_, body| body.decode_with(),
         )?;
         let mut state = A::init(&initial);
@@ -292,7 +293,7 @@ impl<A: Reducer> Entity<A> {
         for (i, s) in rest.iter().enumerate() {
             check(s, i as u64 + 2)?;
             let (event, envelope) =
-                decode_stored::<A::Event, A::Event>(s, &id, validate, |name, body| {
+                decode_stored::<A::Event, A::Event>(s, &id, validation, |name, body| {
                     body.decode_event(name)
                 })?;
             state.apply(&event);

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::error::{DecodeError, DecodeReason, Error};
 use crate::event::{Event, decode_event, encode_body};
+use crate::repository::LoadValidation;
 use crate::storage::StoredEvent;
 use crate::time::Timestamp;
 
@@ -220,12 +221,12 @@ impl<E: Event> Envelope<E> {
         self.event
     }
 
-    /// Decodes a stored event of the stream `entity_id`, optionally checking its body against the
-    /// event's schema. Every failure names the entity, version and event.
-    pub fn decode(stored: &StoredEvent, validate: bool) -> Result<Self, Error> {
+    /// Decodes a stored event, checking its body against the event's schema as `validation`
+    /// says. Every failure names the entity, version and event.
+    pub fn decode(stored: &StoredEvent, validation: LoadValidation) -> Result<Self, Error> {
         let entity_id: Arc<str> = Arc::from(stored.entity_id.as_str());
         let (event, envelope) =
-            decode_stored::<E, E>(stored, &entity_id, validate, |name, body| {
+            decode_stored::<E, E>(stored, &entity_id, validation, |name, body| {
                 body.decode_event(name)
             })?;
         Ok(envelope.with_event(event))
@@ -247,7 +248,7 @@ pub(crate) fn decode_error(stored: &StoredEvent, reason: DecodeReason) -> Error 
 pub(crate) fn decode_stored<E: Event, T>(
     stored: &StoredEvent,
     entity_id: &Arc<str>,
-    validate: bool,
+    validation: LoadValidation,
     decode: impl FnOnce(&str, DecodeBody<'_>) -> Result<T, serde_json::Error>,
 ) -> Result<(T, Envelope<()>), Error> {
     let Some(index) = E::name_index(&stored.event_name) else {
@@ -259,17 +260,27 @@ pub(crate) fn decode_stored<E: Event, T>(
             available: E::NAMES,
         });
     };
-    let value = if validate {
-        let value: Value = serde_json::from_str(&stored.body)
-            .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
-        if let Some(schema) = E::schemas().get(index) {
+    let schema = E::schemas().get(index);
+    let check = match validation {
+        LoadValidation::Always => true,
+        LoadValidation::Never => false,
+        // A body whose record shows it passed this very schema before it was stored is not
+        // checked again; any other is.
+        LoadValidation::Unverified => {
+            stored.checked_schema.is_none()
+                || stored.checked_schema != schema.map(|s| s.fingerprint())
+        }
+    };
+    let value = match schema {
+        Some(schema) if check => {
+            let value: Value = serde_json::from_str(&stored.body)
+                .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
             schema
                 .validate(&value)
                 .map_err(|v| decode_error(stored, DecodeReason::Schema(v)))?;
+            Some(value)
         }
-        Some(value)
-    } else {
-        None
+        _ => None,
     };
     let typed = match value {
         Some(v) => decode(&stored.event_name, DecodeBody::Value(v)),

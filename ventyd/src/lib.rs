@@ -31,7 +31,7 @@ pub use error::{
 };
 pub use event::{Event, EventSchema, EventSchemas, contains_name};
 pub use id::{IdGenerator, SequentialIds, UuidV7};
-pub use repository::{Committed, Repository};
+pub use repository::{Committed, LoadValidation, Repository};
 #[cfg(feature = "sqlite")]
 pub use storage::SqliteStorage;
 pub use storage::{ExpectedVersion, MemoryStorage, Storage};

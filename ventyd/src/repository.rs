@@ -13,6 +13,26 @@ use crate::error::{Error, StorageError};
 use crate::event::Event;
 use crate::storage::{AppendRequest, ExpectedVersion, NewEvent, ReadRange, Storage};
 
+/// Which loaded event bodies a repository checks against their JSON Schemas.
+///
+/// Every body is checked before it is stored, and the store keeps the fingerprint of the schema it
+/// passed ([`StoredEvent::checked_schema`](crate::storage::StoredEvent::checked_schema)). On load,
+/// a body is decoded strictly into its Rust type in every mode; the modes differ in which bodies are
+/// also checked against the schema's further rules (lengths, ranges, formats, patterns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadValidation {
+    /// Check the bodies that carry no record of a check against the current schema: those written
+    /// by another program (a TypeScript Ventyd service, a migration script), by a build with
+    /// another schema, or by hand. Bodies written through a repository with the same schema are
+    /// not checked twice, so loading costs what decoding costs. The default.
+    #[default]
+    Unverified,
+    /// Check every body, whatever its record says (for example after editing rows by hand).
+    Always,
+    /// Check no body: trust the store.
+    Never,
+}
+
 /// What a commit stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
@@ -52,7 +72,7 @@ pub struct Committed {
 pub struct Repository<A, S> {
     storage: S,
     config: Arc<EntityConfig>,
-    validate_on_load: bool,
+    validation: LoadValidation,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -61,7 +81,7 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
         f.debug_struct("Repository")
             .field("storage", &self.storage)
             .field("config", &self.config)
-            .field("validate_on_load", &self.validate_on_load)
+            .field("validation", &self.validation)
             .finish()
     }
 }
@@ -77,15 +97,15 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
         Repository {
             storage,
             config: Arc::new(config),
-            validate_on_load: true,
+            validation: LoadValidation::default(),
             _aggregate: PhantomData,
         }
     }
 
-    /// Whether loaded event bodies are checked against their schemas (default: yes). Turning it
-    /// off trusts the store: bodies are still decoded strictly into the Rust types.
-    pub fn validate_on_load(mut self, validate: bool) -> Self {
-        self.validate_on_load = validate;
+    /// Which loaded bodies are checked against their schemas (default:
+    /// [`LoadValidation::Unverified`]).
+    pub fn load_validation(mut self, validation: LoadValidation) -> Self {
+        self.validation = validation;
         self
     }
 
@@ -137,7 +157,7 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
             .storage
             .read_stream(<A::Event as Event>::ENTITY_NAME, entity_id, range)
             .await?;
-        Entity::from_stored(&self.config, entity_id, &stored, self.validate_on_load)
+        Entity::from_stored(&self.config, entity_id, &stored, self.validation)
     }
 
     /// Stores the entity's queued events atomically, expecting the stream at the entity's
@@ -181,6 +201,10 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
                 event_created_at: q.envelope.event_created_at,
                 metadata: metadata.clone(),
                 body: q.body.to_string(),
+                // The body was checked against this schema when it was dispatched.
+                checked_schema: <A::Event as Event>::schemas()
+                    .get(q.envelope.event.variant_index())
+                    .map(|s| s.fingerprint()),
             })
             .collect();
         let outcome = self

@@ -267,6 +267,8 @@ fn event_with(name: &str, body: impl Into<String>) -> NewEvent {
         event_created_at: Timestamp::from_millis(1_700_000_000_123),
         metadata: None,
         body: body.into(),
+        // The fingerprint uses all 64 bits; a store with signed integer columns must keep them.
+        checked_schema: Some(u64::MAX - 1),
     }
 }
 
@@ -430,6 +432,10 @@ fn check_event(
         stored.metadata.as_deref(),
         sent.metadata.as_deref(),
         "{what}: metadata"
+    );
+    assert_eq!(
+        stored.checked_schema, sent.checked_schema,
+        "{what}: the record of the schema the body was checked against"
     );
     assert!(
         same_json(&stored.body, &sent.body),

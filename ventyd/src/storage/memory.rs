@@ -118,6 +118,7 @@ impl MemoryStorage {
                 event_created_at: e.event_created_at,
                 metadata: e.metadata.clone(),
                 body: e.body.clone(),
+                checked_schema: e.checked_schema,
             }));
             stream.push(index);
             ids.insert(e.event_id, index);

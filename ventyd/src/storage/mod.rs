@@ -94,6 +94,10 @@ pub struct StoredEvent {
     pub metadata: Option<Arc<Metadata>>,
     /// The body, as JSON text.
     pub body: String,
+    /// The fingerprint of the JSON Schema the body was checked against before it was stored
+    /// ([`EventSchema::fingerprint`](crate::EventSchema::fingerprint)), when the writer recorded
+    /// one. A reader with the same schema need not check the body again.
+    pub checked_schema: Option<u64>,
 }
 
 impl StoredEvent {
@@ -118,6 +122,37 @@ pub struct NewEvent {
     pub metadata: Option<Arc<Metadata>>,
     /// The body, as JSON text.
     pub body: String,
+    /// The fingerprint of the schema the body was checked against, if it was (see
+    /// [`StoredEvent::checked_schema`]).
+    pub checked_schema: Option<u64>,
+}
+
+impl NewEvent {
+    /// An event with schema version 1, created now, without metadata or a schema check record.
+    ///
+    /// ```
+    /// use ventyd::storage::NewEvent;
+    /// use ventyd::{IdGenerator, UuidV7};
+    ///
+    /// let e = NewEvent::new(UuidV7.event_id(), "user:created", r#"{"email":"a@example.com"}"#);
+    /// assert_eq!(e.schema_version, 1);
+    /// assert_eq!(e.checked_schema, None);
+    /// ```
+    pub fn new(
+        event_id: Uuid,
+        event_name: impl Into<Cow<'static, str>>,
+        body: impl Into<String>,
+    ) -> Self {
+        NewEvent {
+            event_id,
+            event_name: event_name.into(),
+            schema_version: 1,
+            event_created_at: Timestamp::now(),
+            metadata: None,
+            body: body.into(),
+            checked_schema: None,
+        }
+    }
 }
 
 /// One atomic append to one stream.

@@ -8,12 +8,8 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = SqliteStorage::open(dir.path().join("events.db")).await?;
 //! let event = NewEvent {
-//!     event_id: UuidV7.event_id(),
-//!     event_name: "user:created".into(),
-//!     schema_version: 1,
-//!     event_created_at: Timestamp::now(),
-//!     metadata: None,
-//!     body: r#"{"email":"a@example.com"}"#.into(),
+//!     event_created_at: Timestamp::from_millis(1_700_000_000_000),
+//!     ..NewEvent::new(UuidV7.event_id(), "user:created", r#"{"email":"a@example.com"}"#)
 //! };
 //! let events = [event];
 //! let request = AppendRequest::new("user", "42", ExpectedVersion::NoStream, &events);
@@ -159,6 +155,7 @@ CREATE TABLE events (
     created_at     INTEGER NOT NULL,
     body           TEXT    NOT NULL,
     metadata       TEXT,
+    checked_schema INTEGER,
     UNIQUE (entity_name, entity_id, version)
 ) STRICT;
 
@@ -193,19 +190,19 @@ CREATE TABLE checkpoints (
 const OWN_TABLES: [&str; 5] = ["ventyd_meta", "events", "snapshots", "views", "checkpoints"];
 
 const INSERT_EVENT: &str = "INSERT INTO events \
-    (event_id, entity_name, entity_id, version, event_name, schema_version, created_at, body, metadata) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    (event_id, entity_name, entity_id, version, event_name, schema_version, created_at, body, metadata, \
+    checked_schema) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 const STREAM_VERSION: &str = "SELECT version FROM events \
     WHERE entity_name = ?1 AND entity_id = ?2 ORDER BY version DESC LIMIT 1";
 
 const READ_STREAM: &str = "SELECT position, event_id, event_name, version, schema_version, \
-    created_at, metadata, body FROM events \
+    created_at, metadata, body, checked_schema FROM events \
     WHERE entity_name = ?1 AND entity_id = ?2 AND version >= ?3 AND version <= ?4 \
     ORDER BY version";
 
 const READ_ALL: &str = "SELECT position, event_id, event_name, version, schema_version, \
-    created_at, metadata, body, entity_name, entity_id FROM events \
+    created_at, metadata, body, checked_schema, entity_name, entity_id FROM events \
     WHERE position >= ?1 ORDER BY position LIMIT ?2";
 
 const EVENT_BY_ID: &str = "SELECT position, entity_name, entity_id, version, event_name, body \
@@ -909,6 +906,7 @@ fn append_once(
                 e.event_created_at.as_millis(),
                 &e.body,
                 metadata.as_deref(),
+                e.checked_schema.map(|h| h as i64),
             ])?;
             positions.push(from_sql_int(tx.last_insert_rowid())?);
         }
@@ -1177,7 +1175,7 @@ impl Query {
         };
         let (entity_name, entity_id) = match self.stream() {
             Some(stream) => stream,
-            None => (text(8)?, text(9)?),
+            None => (text(9)?, text(10)?),
         };
         let version = from_sql_int(row.get(3)?)?;
         let metadata_text = match row.get_ref(6)? {
@@ -1208,6 +1206,8 @@ impl Query {
             event_created_at: Timestamp::from_millis(row.get(5)?),
             metadata,
             body: text(7)?.to_owned(),
+            // Stored as the same 64 bits in a signed column.
+            checked_schema: row.get::<_, Option<i64>>(8)?.map(|h| h as u64),
         })
     }
 }
