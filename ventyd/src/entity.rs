@@ -12,7 +12,7 @@ use crate::error::{DecodeReason, Error, ValidationError};
 use crate::event::{Event, encode_body};
 use crate::id::{IdGenerator, UuidV7};
 use crate::repository::LoadValidation;
-use crate::storage::StoredEvent;
+use crate::storage::{EventRef, EventVisitor};
 use crate::time::{Clock, SystemClock, Timestamp};
 
 /// The default limit of uncommitted events on one entity.
@@ -250,65 +250,6 @@ impl<A: Reducer> Entity<A> {
         })
     }
 
-    /// Rebuilds an entity from its stored events (which must start at version 1), or `None`
-    /// when there are none.
-    pub(crate) fn from_stored(
-        config: &Arc<EntityConfig>,
-        entity_id: &str,
-        stored: &[Arc<StoredEvent>],
-        validation: LoadValidation,
-    ) -> Result<Option<Self>, Error> {
-        let Some((first, rest)) = stored.split_first() else {
-            return Ok(None);
-        };
-        let check = |s: &StoredEvent, expected: u64| -> Result<(), Error> {
-            if s.entity_id != entity_id || s.entity_name != <A::Event as Event>::ENTITY_NAME {
-                return Err(decode_error(s, DecodeReason::WrongStream));
-            }
-            if s.version != expected {
-                return Err(decode_error(s, DecodeReason::VersionGap { expected }));
-            }
-            Ok(())
-        };
-        check(first, 1)?;
-        // Every envelope shares the stream's id.
-        let id: Arc<str> = Arc::from(entity_id);
-        if first.event_name != <A::Event as Event>::INITIAL_NAME {
-            return Err(decode_error(
-                first,
-                DecodeReason::NotInitial {
-                    expected: <A::Event as Event>::INITIAL_NAME,
-                },
-            ));
-        }
-        let (initial, envelope) = decode_stored::<A::Event, <A::Event as Event>::Initial>(
-            first,
-            &id,
-            validation,
-            |_, body| body.decode_with(),
-        )?;
-        let mut state = A::init(&initial);
-        let mut history = Vec::with_capacity(stored.len());
-        history.push(envelope.with_event(initial.into()));
-        for (i, s) in rest.iter().enumerate() {
-            check(s, i as u64 + 2)?;
-            let (event, envelope) =
-                decode_stored::<A::Event, A::Event>(s, &id, validation, |name, body| {
-                    body.decode_event(name)
-                })?;
-            state.apply(&event);
-            history.push(envelope.with_event(event));
-        }
-        Ok(Some(Entity {
-            id,
-            state,
-            committed_version: stored.len() as u64,
-            history,
-            queue: Vec::new(),
-            config: config.clone(),
-        }))
-    }
-
     /// The entity id.
     pub fn entity_id(&self) -> &str {
         &self.id
@@ -503,6 +444,91 @@ fn validate_index<E: Event>(
             violations,
         })
     })
+}
+
+/// Rebuilds an entity while the store reads its events: the [`EventVisitor`] a repository hands
+/// to [`Storage::visit_stream`](crate::Storage::visit_stream). Each event is checked (its stream,
+/// its version: 1, 2, 3, ...; the first must be the initial event), decoded, folded into the
+/// state and kept in the history.
+pub(crate) struct Loader<A: Reducer> {
+    config: Arc<EntityConfig>,
+    id: Arc<str>,
+    validation: LoadValidation,
+    state: Option<A>,
+    history: Vec<Envelope<A::Event>>,
+}
+
+impl<A: Reducer> Loader<A> {
+    pub(crate) fn new(
+        config: &Arc<EntityConfig>,
+        entity_id: &str,
+        validation: LoadValidation,
+    ) -> Self {
+        Loader {
+            config: config.clone(),
+            id: Arc::from(entity_id),
+            validation,
+            state: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// The entity, or `None` when the stream had no events.
+    pub(crate) fn finish(self) -> Option<Entity<A>> {
+        let state = self.state?;
+        Some(Entity {
+            id: self.id,
+            state,
+            committed_version: self.history.len() as u64,
+            history: self.history,
+            queue: Vec::new(),
+            config: self.config,
+        })
+    }
+}
+
+impl<A: Reducer> EventVisitor for Loader<A> {
+    fn visit(&mut self, e: EventRef<'_>) -> Result<(), Error> {
+        if e.entity_id != &*self.id || e.entity_name != <A::Event as Event>::ENTITY_NAME {
+            return Err(decode_error(&e, DecodeReason::WrongStream));
+        }
+        let expected = self.history.len() as u64 + 1;
+        if e.version != expected {
+            return Err(decode_error(&e, DecodeReason::VersionGap { expected }));
+        }
+        match &mut self.state {
+            None => {
+                if e.event_name != <A::Event as Event>::INITIAL_NAME {
+                    return Err(decode_error(
+                        &e,
+                        DecodeReason::NotInitial {
+                            expected: <A::Event as Event>::INITIAL_NAME,
+                        },
+                    ));
+                }
+                // The first event decodes as the initial body, which `init` takes.
+                let (initial, envelope) = decode_stored::<A::Event, <A::Event as Event>::Initial>(
+                    &e,
+                    &self.id,
+                    self.validation,
+                    |_, body| body.decode_with(),
+                )?;
+                self.state = Some(A::init(&initial));
+                self.history.push(envelope.with_event(initial.into()));
+            }
+            Some(state) => {
+                let (event, envelope) = decode_stored::<A::Event, A::Event>(
+                    &e,
+                    &self.id,
+                    self.validation,
+                    |name, body| body.decode_event(name),
+                )?;
+                state.apply(&event);
+                self.history.push(envelope.with_event(event));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The handle a dispatching mutation receives: Ventyd's `dispatch`.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::error::{DecodeError, DecodeReason, Error};
 use crate::event::{Event, decode_event, encode_body};
 use crate::repository::LoadValidation;
-use crate::storage::StoredEvent;
+use crate::storage::{EventRef, StoredEvent};
 use crate::time::Timestamp;
 
 /// Who did something and why: the audit part of an event.
@@ -224,21 +224,22 @@ impl<E: Event> Envelope<E> {
     /// Decodes a stored event, checking its body against the event's schema as `validation`
     /// says. Every failure names the entity, version and event.
     pub fn decode(stored: &StoredEvent, validation: LoadValidation) -> Result<Self, Error> {
-        let entity_id: Arc<str> = Arc::from(stored.entity_id.as_str());
+        let stored = stored.as_event_ref();
+        let entity_id: Arc<str> = Arc::from(stored.entity_id);
         let (event, envelope) =
-            decode_stored::<E, E>(stored, &entity_id, validation, |name, body| {
+            decode_stored::<E, E>(&stored, &entity_id, validation, |name, body| {
                 body.decode_event(name)
             })?;
         Ok(envelope.with_event(event))
     }
 }
 
-pub(crate) fn decode_error(stored: &StoredEvent, reason: DecodeReason) -> Error {
+pub(crate) fn decode_error(stored: &EventRef<'_>, reason: DecodeReason) -> Error {
     Error::from(DecodeError {
-        entity_name: stored.entity_name.clone(),
-        entity_id: stored.entity_id.clone(),
+        entity_name: stored.entity_name.to_owned(),
+        entity_id: stored.entity_id.to_owned(),
         version: stored.version,
-        event_name: stored.event_name.clone(),
+        event_name: stored.event_name.to_owned(),
         reason,
     })
 }
@@ -246,17 +247,17 @@ pub(crate) fn decode_error(stored: &StoredEvent, reason: DecodeReason) -> Error 
 /// Decodes one stored event with `decode` (which picks the Rust type: the enum, or the initial
 /// body for a stream's first event) and wraps it in an envelope.
 pub(crate) fn decode_stored<E: Event, T>(
-    stored: &StoredEvent,
+    stored: &EventRef<'_>,
     entity_id: &Arc<str>,
     validation: LoadValidation,
     decode: impl FnOnce(&str, DecodeBody<'_>) -> Result<T, serde_json::Error>,
 ) -> Result<(T, Envelope<()>), Error> {
-    let Some(index) = E::name_index(&stored.event_name) else {
+    let Some(index) = E::name_index(stored.event_name) else {
         return Err(Error::UnknownEventName {
             entity_name: E::ENTITY_NAME,
-            entity_id: Some(stored.entity_id.clone()),
+            entity_id: Some(stored.entity_id.to_owned()),
             version: Some(stored.version),
-            name: stored.event_name.clone(),
+            name: stored.event_name.to_owned(),
             available: E::NAMES,
         });
     };
@@ -273,7 +274,7 @@ pub(crate) fn decode_stored<E: Event, T>(
     };
     let value = match schema {
         Some(schema) if check => {
-            let value: Value = serde_json::from_str(&stored.body)
+            let value: Value = serde_json::from_str(stored.body)
                 .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
             schema
                 .validate(&value)
@@ -283,8 +284,8 @@ pub(crate) fn decode_stored<E: Event, T>(
         _ => None,
     };
     let typed = match value {
-        Some(v) => decode(&stored.event_name, DecodeBody::Value(v)),
-        None => decode(&stored.event_name, DecodeBody::Text(&stored.body)),
+        Some(v) => decode(stored.event_name, DecodeBody::Value(v)),
+        None => decode(stored.event_name, DecodeBody::Text(stored.body)),
     }
     .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
     let envelope = Envelope {
@@ -294,7 +295,7 @@ pub(crate) fn decode_stored<E: Event, T>(
         version: stored.version,
         position: Some(stored.position),
         schema_version: stored.schema_version,
-        metadata: stored.metadata.clone(),
+        metadata: stored.metadata.cloned(),
         event: (),
     };
     Ok((typed, envelope))

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::aggregate::Reducer;
-use crate::entity::{CreateOptions, Entity, EntityConfig};
+use crate::entity::{CreateOptions, Entity, EntityConfig, Loader};
 use crate::envelope::Metadata;
 use crate::error::{Error, StorageError};
 use crate::event::Event;
@@ -153,11 +153,12 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
     }
 
     async fn load(&self, entity_id: &str, range: ReadRange) -> Result<Option<Entity<A>>, Error> {
-        let stored = self
+        let loader = Loader::new(&self.config, entity_id, self.validation);
+        let loader = self
             .storage
-            .read_stream(<A::Event as Event>::ENTITY_NAME, entity_id, range)
+            .visit_stream(<A::Event as Event>::ENTITY_NAME, entity_id, range, loader)
             .await?;
-        Entity::from_stored(&self.config, entity_id, &stored, self.validation)
+        Ok(loader.finish())
     }
 
     /// Stores the entity's queued events atomically, expecting the stream at the entity's

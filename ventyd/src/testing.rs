@@ -44,8 +44,8 @@ use crate::envelope::Metadata;
 use crate::error::Error;
 use crate::id::{IdGenerator, UuidV7};
 use crate::storage::{
-    AppendOutcome, AppendRequest, ExpectedVersion, NewEvent, ReadRange, Snapshot, Storage,
-    StoredEvent,
+    AppendOutcome, AppendRequest, EventRef, EventVisitor, ExpectedVersion, NewEvent, ReadRange,
+    Snapshot, Storage, StoredEvent,
 };
 use crate::time::Timestamp;
 
@@ -107,6 +107,8 @@ macro_rules! __storage_conformance_cases {
                 read_all_pages_without_gaps_or_repeats,
                 read_all_from_a_position_returns_the_rest,
                 read_stream_honours_version_ranges,
+                visiting_a_stream_sees_what_reading_it_returns,
+                a_visitor_error_stops_the_read,
                 a_large_body_round_trips,
                 a_batch_as_large_as_the_queue_limit_round_trips,
                 odd_characters_round_trip,
@@ -1610,6 +1612,97 @@ pub async fn read_stream_honours_version_ranges<S: Storage>(store: &S) {
             );
         }
     }
+}
+
+/// Collects what a visitor is handed, as owned events.
+struct Collect(Vec<StoredEvent>);
+
+impl EventVisitor for Collect {
+    fn visit(&mut self, event: EventRef<'_>) -> Result<(), Error> {
+        self.0.push(event.to_stored());
+        Ok(())
+    }
+}
+
+/// `visit_stream`, the borrowed read a repository loads entities with, hands over exactly the
+/// events `read_stream` returns for the same range, field for field and in version order, and
+/// gives the visitor back.
+pub async fn visiting_a_stream_sees_what_reading_it_returns<S: Storage>(store: &S) {
+    let id = unique_id("visit");
+    let stream = (ENTITY, id.as_str());
+    let mut events = numbered(&id, 0, 5);
+    events[2].metadata = Some(Arc::new(Metadata::new().actor("visitor").with("n", 2)));
+    events[3].checked_schema = None;
+    append_ok(store, stream, ExpectedVersion::NoStream, &events).await;
+    for range in [
+        ReadRange::ALL,
+        ReadRange::up_to(3),
+        ReadRange {
+            from_version: 2,
+            to_version: Some(4),
+        },
+    ] {
+        let read = read_range(store, stream, range).await;
+        let visited = store
+            .visit_stream(ENTITY, &id, range, Collect(Vec::new()))
+            .await
+            .unwrap_or_else(|e| panic!("visit_stream with {range:?} failed: {e}"))
+            .0;
+        let read: Vec<StoredEvent> = read.iter().map(|e| (**e).clone()).collect();
+        assert_eq!(
+            visited, read,
+            "visit_stream with {range:?} must match read_stream"
+        );
+    }
+    let none = store
+        .visit_stream(
+            ENTITY,
+            &unique_id("visit-none"),
+            ReadRange::ALL,
+            Collect(Vec::new()),
+        )
+        .await
+        .expect("visiting an unknown stream");
+    assert!(none.0.is_empty(), "an unknown stream visits nothing");
+}
+
+/// Stops after `after` events with an error.
+struct FailAfter {
+    seen: usize,
+    after: usize,
+}
+
+impl EventVisitor for FailAfter {
+    fn visit(&mut self, _: EventRef<'_>) -> Result<(), Error> {
+        self.seen += 1;
+        if self.seen > self.after {
+            return Err(crate::error::StorageError::msg("the visitor refused event 3").into());
+        }
+        Ok(())
+    }
+}
+
+/// An error from the visitor (a body that does not decode, when a repository loads) stops the
+/// read and comes back from `visit_stream` as it was, not wrapped in a storage error.
+pub async fn a_visitor_error_stops_the_read<S: Storage>(store: &S) {
+    let id = unique_id("visit-error");
+    let stream = (ENTITY, id.as_str());
+    append_ok(
+        store,
+        stream,
+        ExpectedVersion::NoStream,
+        &numbered(&id, 0, 5),
+    )
+    .await;
+    let err = store
+        .visit_stream(ENTITY, &id, ReadRange::ALL, FailAfter { seen: 0, after: 2 })
+        .await
+        .err()
+        .expect("the visitor's error must stop the read");
+    assert!(
+        err.to_string().contains("the visitor refused event 3"),
+        "the visitor's own error must come back: {err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

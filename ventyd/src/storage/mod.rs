@@ -101,10 +101,71 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The event, borrowed.
+    pub fn as_event_ref(&self) -> EventRef<'_> {
+        EventRef {
+            position: self.position,
+            event_id: self.event_id,
+            event_name: &self.event_name,
+            entity_name: &self.entity_name,
+            entity_id: &self.entity_id,
+            version: self.version,
+            schema_version: self.schema_version,
+            event_created_at: self.event_created_at,
+            metadata: self.metadata.as_ref(),
+            body: &self.body,
+            checked_schema: self.checked_schema,
+        }
+    }
+
     /// The body parsed as a JSON value.
     pub fn body_value(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::from_str(&self.body)
     }
+}
+
+/// A stored event borrowed from wherever the store holds it (a row buffer, a cache), as a
+/// [`EventVisitor`] receives it. The fields mean what those of [`StoredEvent`] mean.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[allow(missing_docs)]
+pub struct EventRef<'a> {
+    pub position: u64,
+    pub event_id: Uuid,
+    pub event_name: &'a str,
+    pub entity_name: &'a str,
+    pub entity_id: &'a str,
+    pub version: u64,
+    pub schema_version: u32,
+    pub event_created_at: Timestamp,
+    pub metadata: Option<&'a Arc<Metadata>>,
+    pub body: &'a str,
+    pub checked_schema: Option<u64>,
+}
+
+impl EventRef<'_> {
+    /// An owned copy.
+    pub fn to_stored(&self) -> StoredEvent {
+        StoredEvent {
+            position: self.position,
+            event_id: self.event_id,
+            event_name: self.event_name.to_owned(),
+            entity_name: self.entity_name.to_owned(),
+            entity_id: self.entity_id.to_owned(),
+            version: self.version,
+            schema_version: self.schema_version,
+            event_created_at: self.event_created_at,
+            metadata: self.metadata.cloned(),
+            body: self.body.to_owned(),
+            checked_schema: self.checked_schema,
+        }
+    }
+}
+
+/// Receives a stream's events one at a time, borrowed, in version order: how a repository folds
+/// an entity while the store reads it, without an owned copy of every event.
+pub trait EventVisitor: Send + 'static {
+    /// Takes one event; an error stops the read and is returned from it.
+    fn visit(&mut self, event: EventRef<'_>) -> Result<(), Error>;
 }
 
 /// An event to append; the store assigns its version and position.
@@ -309,6 +370,25 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send;
 
+    /// Reads one stream's events in version order into `visitor` and gives it back. A store that
+    /// can lend its rows (SQLite) hands each event over without copying it; the default reads
+    /// with [`read_stream`](Storage::read_stream).
+    fn visit_stream<V: EventVisitor>(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+        visitor: V,
+    ) -> impl Future<Output = Result<V, Error>> + Send {
+        async move {
+            let mut visitor = visitor;
+            for event in self.read_stream(entity_name, entity_id, range).await? {
+                visitor.visit(event.as_event_ref())?;
+            }
+            Ok(visitor)
+        }
+    }
+
     /// The latest snapshot of one entity, if any.
     fn read_snapshot(
         &self,
@@ -345,6 +425,16 @@ impl<S: Storage> Storage for Arc<S> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         (**self).read_all(from_position, limit)
+    }
+
+    fn visit_stream<V: EventVisitor>(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+        visitor: V,
+    ) -> impl Future<Output = Result<V, Error>> + Send {
+        (**self).visit_stream(entity_name, entity_id, range, visitor)
     }
 
     fn read_snapshot(

@@ -127,8 +127,8 @@ use uuid::Uuid;
 pub use rusqlite;
 
 use super::{
-    AppendOutcome, AppendRequest, ExpectedVersion, NewEvent, ReadRange, Snapshot, Storage,
-    StoredEvent,
+    AppendOutcome, AppendRequest, EventRef, EventVisitor, ExpectedVersion, NewEvent, ReadRange,
+    Snapshot, Storage, StoredEvent,
 };
 use crate::envelope::Metadata;
 use crate::error::{Error, StorageError};
@@ -1121,13 +1121,34 @@ impl Query {
     /// Runs the query and turns its rows into events. Metadata text that is not JSON is an
     /// error naming the entity, the version and the file.
     fn run(&self, conn: &Connection, ctx: &Ctx) -> Result<Vec<Arc<StoredEvent>>, Error> {
-        self.try_run(conn, ctx).map_err(|e| match e {
+        let mut events = Vec::new();
+        self.each(conn, ctx, |e| {
+            events.push(Arc::new(e.to_stored()));
+            Ok(())
+        })?;
+        Ok(events)
+    }
+
+    /// Runs the query and hands each row to `sink` as a borrowed event: nothing is copied out of
+    /// SQLite's row buffer but what `sink` keeps.
+    fn each(
+        &self,
+        conn: &Connection,
+        ctx: &Ctx,
+        sink: impl FnMut(EventRef<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.try_each(conn, ctx, sink).map_err(|e| match e {
             RowError::Sql(e) => ctx.error(self.action(), e),
-            RowError::Metadata(e) => e,
+            RowError::Metadata(e) | RowError::Sink(e) => e,
         })
     }
 
-    fn try_run(&self, conn: &Connection, ctx: &Ctx) -> Result<Vec<Arc<StoredEvent>>, RowError> {
+    fn try_each(
+        &self,
+        conn: &Connection,
+        ctx: &Ctx,
+        mut sink: impl FnMut(EventRef<'_>) -> Result<(), Error>,
+    ) -> Result<(), RowError> {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let mut stmt;
         let mut rows = match self {
@@ -1139,7 +1160,7 @@ impl Query {
                 let from = clamp(range.from_version);
                 let to = range.to_version.map_or(i64::MAX, clamp);
                 if from > to {
-                    return Ok(Vec::new());
+                    return Ok(());
                 }
                 stmt = conn.prepare_cached(READ_STREAM)?;
                 stmt.query(params![entity_name, entity_id, from, to])?
@@ -1153,21 +1174,22 @@ impl Query {
                 stmt.query(params![clamp(*from_position), limit])?
             }
         };
-        let mut events = Vec::new();
         let mut metadata = MetadataCache::default();
         while let Some(row) = rows.next()? {
-            events.push(Arc::new(self.event(row, &mut metadata, ctx)?));
+            self.event(row, &mut metadata, ctx, &mut sink)?;
         }
-        Ok(events)
+        Ok(())
     }
 
-    /// One row of `READ_STREAM`, or of `READ_ALL`, whose columns 8 and 9 name the stream.
+    /// Hands one row of `READ_STREAM`, or of `READ_ALL` (whose columns 9 and 10 name the
+    /// stream), to `sink`.
     fn event(
         &self,
         row: &rusqlite::Row<'_>,
         metadata: &mut MetadataCache,
         ctx: &Ctx,
-    ) -> Result<StoredEvent, RowError> {
+        sink: &mut impl FnMut(EventRef<'_>) -> Result<(), Error>,
+    ) -> Result<(), RowError> {
         let text = |i| -> rusqlite::Result<&str> {
             row.get_ref(i)?
                 .as_str()
@@ -1195,20 +1217,21 @@ impl Query {
                 .into(),
             )
         })?;
-        Ok(StoredEvent {
+        let event = EventRef {
             position: from_sql_int(row.get(0)?)?,
             event_id: Uuid::from_bytes(row.get(1)?),
-            event_name: text(2)?.to_owned(),
-            entity_name: entity_name.to_owned(),
-            entity_id: entity_id.to_owned(),
+            event_name: text(2)?,
+            entity_name,
+            entity_id,
             version,
             schema_version: row.get(4)?,
             event_created_at: Timestamp::from_millis(row.get(5)?),
-            metadata,
-            body: text(7)?.to_owned(),
+            metadata: metadata.as_ref(),
+            body: text(7)?,
             // Stored as the same 64 bits in a signed column.
             checked_schema: row.get::<_, Option<i64>>(8)?.map(|h| h as u64),
-        })
+        };
+        sink(event).map_err(RowError::Sink)
     }
 }
 
@@ -1216,6 +1239,8 @@ impl Query {
 enum RowError {
     Sql(rusqlite::Error),
     Metadata(Error),
+    /// The receiver of the events refused one (a visitor's decode error).
+    Sink(Error),
 }
 
 impl From<rusqlite::Error> for RowError {
@@ -1267,6 +1292,28 @@ impl Storage for SqliteStorage {
             entity_name: entity_name.to_owned(),
             entity_id: entity_id.to_owned(),
             range,
+        })
+        .await
+    }
+
+    async fn visit_stream<V: EventVisitor>(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+        visitor: V,
+    ) -> Result<V, Error> {
+        let query = Query::Stream {
+            entity_name: entity_name.to_owned(),
+            entity_id: entity_id.to_owned(),
+            range,
+        };
+        // The visitor moves into the blocking read and comes back with what it built: each
+        // event is decoded straight from SQLite's row buffer.
+        self.read(move |conn, ctx| {
+            let mut visitor = visitor;
+            query.each(conn, ctx, |e| visitor.visit(e))?;
+            Ok(visitor)
         })
         .await
     }
