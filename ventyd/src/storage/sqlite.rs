@@ -533,6 +533,11 @@ impl SqliteStorage {
 /// - On a current-thread runtime, which has no other worker to hand its tasks to, on tokio's
 ///   blocking pool (`spawn_blocking`).
 /// - Outside tokio, on the calling thread.
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
@@ -1277,6 +1282,15 @@ impl SqliteStorage {
 
 impl Storage for SqliteStorage {
     async fn append(&self, request: AppendRequest<'_>) -> Result<AppendOutcome, Error> {
+        if on_multi_thread_runtime() {
+            // `block_in_place` runs the append right here, so it can borrow the request: the
+            // events are written from the caller's memory, with no copy for another thread.
+            // The call is synchronous, so a caller that stops waiting cannot interrupt it.
+            let mut conn = self.shared.writer.lock().await;
+            return tokio::task::block_in_place(|| {
+                append_blocking(&mut conn, &self.shared.ctx, request)
+            });
+        }
         let owned = OwnedAppend::new(&request);
         self.write(move |conn, ctx| append_blocking(conn, ctx, owned.request()))
             .await
