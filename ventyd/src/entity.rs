@@ -488,6 +488,10 @@ impl<A: Reducer> Loader<A> {
 }
 
 impl<A: Reducer> EventVisitor for Loader<A> {
+    fn expect(&mut self, events: usize) {
+        self.history.reserve(events);
+    }
+
     fn visit(&mut self, e: EventRef<'_>) -> Result<(), Error> {
         if e.entity_id != &*self.id || e.entity_name != <A::Event as Event>::ENTITY_NAME {
             return Err(decode_error(&e, DecodeReason::WrongStream));

@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
-use super::{AppendOutcome, AppendRequest, ReadRange, Snapshot, Storage, StoredEvent};
+use super::{
+    AppendOutcome, AppendRequest, EventVisitor, ReadRange, Snapshot, Storage, StoredEvent,
+};
 use crate::error::{Error, StorageError};
 
 /// An event store in process memory. Share it with `Arc`.
@@ -141,6 +143,32 @@ fn keep_latest(snapshots: &mut HashMap<(String, String), Snapshot>, snapshot: &S
     }
 }
 
+/// The indexes into the log of one stream's events in `range`.
+fn stream_slice<'a>(
+    inner: &'a Inner,
+    entity_name: &str,
+    entity_id: &str,
+    range: ReadRange,
+) -> &'a [usize] {
+    let Some(indexes) = inner
+        .streams
+        .get(entity_name)
+        .and_then(|s| s.get(entity_id))
+    else {
+        return &[];
+    };
+    let from = usize::try_from(range.from_version.saturating_sub(1))
+        .unwrap_or(usize::MAX)
+        .min(indexes.len());
+    let to = range
+        .to_version
+        .map_or(indexes.len(), |v| {
+            usize::try_from(v).unwrap_or(usize::MAX).min(indexes.len())
+        })
+        .max(from);
+    &indexes[from..to]
+}
+
 /// The first event id of an append is stored already: a retry of an append that succeeded.
 /// It is accepted only when every event matches what is stored, in order, in the same stream.
 fn replay(inner: &Inner, req: &AppendRequest<'_>, first: usize) -> Result<AppendOutcome, Error> {
@@ -182,27 +210,29 @@ impl Storage for MemoryStorage {
         range: ReadRange,
     ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         let inner = self.read();
-        let events = inner
-            .streams
-            .get(entity_name)
-            .and_then(|s| s.get(entity_id))
-            .map(|indexes| {
-                let from = usize::try_from(range.from_version.saturating_sub(1))
-                    .unwrap_or(usize::MAX)
-                    .min(indexes.len());
-                let to = range
-                    .to_version
-                    .map_or(indexes.len(), |v| {
-                        usize::try_from(v).unwrap_or(usize::MAX).min(indexes.len())
-                    })
-                    .max(from);
-                indexes[from..to]
-                    .iter()
-                    .map(|&i| inner.log[i].clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let events = stream_slice(&inner, entity_name, entity_id, range)
+            .iter()
+            .map(|&i| inner.log[i].clone())
+            .collect();
         ready(Ok(events))
+    }
+
+    fn visit_stream<V: EventVisitor>(
+        &self,
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+        visitor: V,
+    ) -> impl Future<Output = Result<V, Error>> + Send {
+        // The visitor reads the stored events in place, under the read lock.
+        let inner = self.read();
+        let mut visitor = visitor;
+        let indexes = stream_slice(&inner, entity_name, entity_id, range);
+        visitor.expect(indexes.len());
+        let result = indexes
+            .iter()
+            .try_for_each(|&i| visitor.visit(inner.log[i].as_event_ref()));
+        ready(result.map(|()| visitor))
     }
 
     fn read_all(

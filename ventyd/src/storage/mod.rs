@@ -166,6 +166,11 @@ impl EventRef<'_> {
 pub trait EventVisitor: Send + 'static {
     /// Takes one event; an error stops the read and is returned from it.
     fn visit(&mut self, event: EventRef<'_>) -> Result<(), Error>;
+
+    /// How many events are coming, when the store knows before the first (to size buffers).
+    fn expect(&mut self, events: usize) {
+        let _ = events;
+    }
 }
 
 /// An event to append; the store assigns its version and position.
@@ -382,7 +387,9 @@ pub trait Storage: Send + Sync + 'static {
     ) -> impl Future<Output = Result<V, Error>> + Send {
         async move {
             let mut visitor = visitor;
-            for event in self.read_stream(entity_name, entity_id, range).await? {
+            let events = self.read_stream(entity_name, entity_id, range).await?;
+            visitor.expect(events.len());
+            for event in events {
                 visitor.visit(event.as_event_ref())?;
             }
             Ok(visitor)

@@ -35,7 +35,8 @@
 //!   so a position is never handed out twice), `event_id BLOB UNIQUE` (the 16 bytes of the
 //!   UUID: half the size of its text in the table and in its index, and v7 ids still sort by
 //!   time), `entity_name`, `entity_id`, `version`, `event_name`, `schema_version`,
-//!   `created_at`, `body` (JSON text) and `metadata` (JSON text or `NULL`), with
+//!   `created_at`, `body` (JSON text), `metadata` (JSON text or `NULL`) and `checked_schema`
+//!   (the fingerprint of the schema the body passed before it was stored, or `NULL`), with
 //!   `UNIQUE (entity_name, entity_id, version)`, whose index serves reads by entity too.
 //!   `created_at` is `INTEGER` milliseconds since the Unix epoch: it is exactly what a
 //!   [`Timestamp`] holds (millisecond precision, so nothing is rounded), it needs no parsing
@@ -97,8 +98,12 @@
 //! microseconds on the virtual machine measured), more than the commit itself. With
 //! `synchronous=FULL` the fsync dominates and every form stays near the baseline.
 //!
-//! Events read from the file are built on the thread that reads them and handed out as
-//! `Arc<StoredEvent>`, like the memory store's.
+//! [`Storage::read_stream`] and [`Storage::read_all`] build `Arc<StoredEvent>`s on the thread
+//! that reads them, like the memory store's. [`Storage::visit_stream`], which repositories load
+//! entities with, hands each row to the visitor as a borrowed [`EventRef`] instead, so an event
+//! is decoded straight from SQLite's row buffer and nothing is copied that the entity does not
+//! keep. On the multi-threaded runtime an append borrows its request too (`block_in_place` needs
+//! no `'static` data); elsewhere the request is copied for the blocking pool.
 //!
 //! # Errors
 //!
