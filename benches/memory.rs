@@ -10,77 +10,9 @@ use serde::{Deserialize, Serialize};
 use ventyd::prelude::*;
 use ventyd::{LoadValidation, MemoryStorage};
 
-#[event(entity = "user")]
-#[derive(Debug, Clone)]
-pub enum UserEvent {
-    #[event(initial)]
-    Created {
-        #[schemars(email)]
-        email: String,
-        name: Option<String>,
-    },
-    NameUpdated {
-        #[schemars(length(min = 1, max = 100))]
-        name: String,
-    },
-    #[event(rename = "removed")]
-    Deleted { reason: String },
-}
+mod common;
 
-#[derive(Aggregate, Debug, Clone)]
-#[aggregate(event = UserEvent)]
-pub struct User {
-    email: String,
-    name: Option<String>,
-    renames: u64,
-    deleted: bool,
-}
-
-impl Reducer for User {
-    fn init(c: &UserCreated) -> Self {
-        User {
-            email: c.email.clone(),
-            name: c.name.clone(),
-            renames: 0,
-            deleted: false,
-        }
-    }
-
-    fn apply(&mut self, event: &UserEvent) {
-        match event {
-            UserEvent::Created { email, name } => {
-                self.email = email.clone();
-                self.name = name.clone();
-            }
-            UserEvent::NameUpdated { name } => {
-                self.name = Some(name.clone());
-                self.renames += 1;
-            }
-            UserEvent::Deleted { .. } => self.deleted = true,
-        }
-    }
-}
-
-#[mutations]
-impl User {
-    #[mutation]
-    pub fn update_name(&self, name: String) -> UserEvent {
-        UserEvent::NameUpdated { name }
-    }
-}
-
-fn alice() -> UserCreated {
-    UserCreated {
-        email: "alice@example.com".into(),
-        name: None,
-    }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-}
+use common::*;
 
 /// A memory store holding one user with `n` events.
 fn store_with(rt: &tokio::runtime::Runtime, n: usize) -> (MemoryStorage, String) {

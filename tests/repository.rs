@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use ventyd::prelude::*;
 use ventyd::storage::{AppendRequest, ExpectedVersion, NewEvent, ReadRange};
-use ventyd::{DecodeReason, Error, IdGenerator};
+use ventyd::{DecodeReason, Error, IdGenerator, LoadValidation};
 
 #[test]
 fn commit_then_find_one_round_trips_state_version_and_events() {
@@ -279,21 +279,27 @@ fn decode_reason(err: &Error) -> &DecodeReason {
     }
 }
 
+/// Loads user "u1" from a store holding a valid creation followed by `second`, written raw.
+async fn load_after_creation(
+    second: (&str, &str),
+    validation: LoadValidation,
+) -> Result<Option<Entity<User>>, Error> {
+    let store = MemoryStorage::new();
+    let created = ("user:created", r#"{"email":"a@example.com","name":null}"#);
+    write_raw(&store, "u1", &[created, second]).await;
+    Repository::<User, _>::new(store)
+        .load_validation(validation)
+        .find_one("u1")
+        .await
+}
+
 #[test]
 fn malformed_stored_json_is_a_decode_error_naming_entity_version_and_event() {
     rt().block_on(async {
-        let store = Arc::new(MemoryStorage::new());
-        let repo = Repository::<User, _>::new(store.clone());
-        write_raw(
-            &store,
-            "u1",
-            &[
-                ("user:created", r#"{"email":"a@example.com","name":null}"#),
-                ("user:name_updated", r#"{"name": "#),
-            ],
-        )
-        .await;
-        let err = repo.find_one("u1").await.unwrap_err();
+        let second = ("user:name_updated", r#"{"name": "#);
+        let err = load_after_creation(second, LoadValidation::default())
+            .await
+            .unwrap_err();
         assert!(matches!(decode_reason(&err), DecodeReason::Body(_)));
         let msg = err.to_string();
         for part in ["user:name_updated", "version 2", "user", "\"u1\""] {
@@ -305,19 +311,10 @@ fn malformed_stored_json_is_a_decode_error_naming_entity_version_and_event() {
 #[test]
 fn a_stored_body_of_the_wrong_shape_is_a_decode_error() {
     rt().block_on(async {
-        let store = Arc::new(MemoryStorage::new());
-        let repo = Repository::<User, _>::new(store.clone())
-            .load_validation(ventyd::LoadValidation::Never);
-        write_raw(
-            &store,
-            "u1",
-            &[
-                ("user:created", r#"{"email":"a@example.com","name":null}"#),
-                ("user:name_updated", r#"{"name": 5}"#),
-            ],
-        )
-        .await;
-        let err = repo.find_one("u1").await.unwrap_err();
+        let second = ("user:name_updated", r#"{"name": 5}"#);
+        let err = load_after_creation(second, LoadValidation::Never)
+            .await
+            .unwrap_err();
         assert!(matches!(decode_reason(&err), DecodeReason::Body(_)));
         assert!(err.to_string().contains("version 2"), "{err}");
     });
@@ -326,26 +323,19 @@ fn a_stored_body_of_the_wrong_shape_is_a_decode_error() {
 #[test]
 fn a_stored_body_failing_its_schema_is_an_error_on_load() {
     rt().block_on(async {
-        let store = Arc::new(MemoryStorage::new());
-        let repo = Repository::<User, _>::new(store.clone());
-        write_raw(
-            &store,
-            "u1",
-            &[
-                ("user:created", r#"{"email":"a@example.com","name":null}"#),
-                ("user:name_updated", r#"{"name": ""}"#),
-            ],
-        )
-        .await;
-        let err = repo.find_one("u1").await.unwrap_err();
+        let second = ("user:name_updated", r#"{"name": ""}"#);
+        let err = load_after_creation(second, LoadValidation::default())
+            .await
+            .unwrap_err();
         let DecodeReason::Schema(violations) = decode_reason(&err) else {
             panic!("expected a schema failure: {err}");
         };
         assert_eq!(violations[0].pointer, "/name");
         // Trusting the store skips the schema; the body still decodes into the Rust type.
-        let trusting = Repository::<User, _>::new(store.clone())
-            .load_validation(ventyd::LoadValidation::Never);
-        let user = trusting.find_one("u1").await.unwrap().unwrap();
+        let user = load_after_creation(second, LoadValidation::Never)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(user.state().name.as_deref(), Some(""));
     });
 }
@@ -353,18 +343,10 @@ fn a_stored_body_failing_its_schema_is_an_error_on_load() {
 #[test]
 fn an_unknown_stored_event_name_lists_the_available_names() {
     rt().block_on(async {
-        let store = Arc::new(MemoryStorage::new());
-        let repo = Repository::<User, _>::new(store.clone());
-        write_raw(
-            &store,
-            "u1",
-            &[
-                ("user:created", r#"{"email":"a@example.com","name":null}"#),
-                ("user:teleported", r#"{}"#),
-            ],
-        )
-        .await;
-        let err = repo.find_one("u1").await.unwrap_err();
+        let second = ("user:teleported", "{}");
+        let err = load_after_creation(second, LoadValidation::default())
+            .await
+            .unwrap_err();
         let Error::UnknownEventName {
             name,
             version,
