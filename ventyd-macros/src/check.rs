@@ -108,6 +108,20 @@ pub fn event(cx: &Ctxt, model: &EventEnum) -> Option<EventPlan> {
 
     for variant in &model.variants {
         let ident = &variant.variant.ident;
+        // The name table, the name lookup and the schemas are generated for every variant
+        // written; a variant compiled out by `cfg` would leave them naming an event that does
+        // not exist, and stores written by one build unreadable by another.
+        for attr in &variant.variant.attrs {
+            if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
+                cx.error_spanned_by(
+                    attr,
+                    format!(
+                        "an event variant cannot be conditional: every build must know every event it may read back; remove this attribute from `{ident}`"
+                    ),
+                );
+                expandable = false;
+            }
+        }
         match variant.shape {
             Shape::Named(_) | Shape::Newtype(_) => {}
             Shape::Unit => {
