@@ -3,8 +3,10 @@
 //! A store keeps one append-only log. Every event belongs to one stream, named by entity name and
 //! entity id, in which versions run 1, 2, 3, ... without gaps; every event also gets a global
 //! `position` that increases strictly in commit order. The trait is small on purpose: an adapter
-//! implements three async methods and inherits the same behaviour checks (see `ventyd::testing`
-//! once it lands) as every other adapter.
+//! implements five async methods (append, read a stream, read the log, read and write a
+//! snapshot), may override `visit_stream` to lend its rows instead of copying them, and proves
+//! its behaviour with the same conformance suite as every other adapter
+//! (`ventyd::storage_conformance!`, feature `testing`).
 
 use std::borrow::Cow;
 use std::fmt;
