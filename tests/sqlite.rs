@@ -347,22 +347,49 @@ fn unwritable_paths_are_clear_errors() {
             drop(SqliteStorage::open(&path).await.unwrap());
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
             std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+            // Root ignores file modes; there the file and its directory are made immutable
+            // (`chattr +i`, which binds root too) for the length of the check.
             let privileged = std::fs::File::create(locked_dir.join("probe")).is_ok();
-            if privileged {
-                eprintln!(
-                    "running with permission to override file modes: read-only file case skipped"
-                );
-            } else {
-                let err = SqliteStorage::open(&path).await.unwrap_err();
-                assert_mentions(
-                    &storage_message(&err),
-                    &[&path.display().to_string(), "read-only"],
-                );
-            }
+            let _immutable = privileged.then(|| Immutable::set(&[&path, &locked_dir]));
+            let err = SqliteStorage::open(&path).await.unwrap_err();
+            assert_mentions(
+                &storage_message(&err),
+                &[&path.display().to_string(), "read-only"],
+            );
+            drop(_immutable);
             std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         }
     });
+}
+
+/// Files made immutable with `chattr +i` until dropped: a read-only file that even root cannot
+/// write. Fails loudly where `chattr` is missing or not permitted, rather than skipping.
+#[cfg(unix)]
+struct Immutable(Vec<std::path::PathBuf>);
+
+#[cfg(unix)]
+impl Immutable {
+    fn set(paths: &[&std::path::Path]) -> Immutable {
+        let paths: Vec<_> = paths.iter().map(|p| p.to_path_buf()).collect();
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .args(&paths)
+            .status()
+            .expect("running as root: `chattr` (e2fsprogs) is needed to make a file read-only");
+        assert!(status.success(), "chattr +i failed on {paths:?}");
+        Immutable(paths)
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .args(&self.0)
+            .status();
+    }
 }
 
 // ---- locks ----
