@@ -5,10 +5,9 @@ pub use serde;
 pub use serde_json;
 pub use std::sync::OnceLock;
 
-use crate::aggregate::{Aggregate, IntoEvents, Reducer};
+use crate::aggregate::{IntoEvents, Reducer};
 use crate::entity::{Dispatch, Entity};
 use crate::error::Error;
-use crate::event::Event;
 
 /// Dispatches what a deciding mutation (`&self -> events`) returned.
 #[inline]
@@ -27,12 +26,6 @@ pub fn mutate<A: Reducer, T, E>(
 ) -> Result<T, E> {
     crate::entity::mutate(entity, f)
 }
-
-/// Compile-time check that `E` is an `#[event]` enum.
-pub fn assert_event<E: Event>() {}
-
-/// Compile-time check that `A` is an aggregate.
-pub fn assert_aggregate<A: Aggregate>() {}
 
 /// Compile-time check that `A` is an aggregate with a reducer.
 pub fn assert_reducer<A: Reducer>() {}
