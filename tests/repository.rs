@@ -555,3 +555,35 @@ fn load_validation_checks_bodies_without_a_record_of_the_current_schema() {
         }
     });
 }
+
+#[test]
+fn repository_clones_share_the_store_across_tasks() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let repo = Repository::<User, _>::new(Arc::new(MemoryStorage::new()));
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let repo = repo.clone();
+                tokio::spawn(async move {
+                    let mut user = repo.create(alice()).unwrap();
+                    user.update_name(format!("user {i}")).unwrap();
+                    repo.commit(&mut user).await.unwrap();
+                    user.entity_id().to_owned()
+                })
+            })
+            .collect();
+        for task in tasks {
+            let id = task.await.unwrap();
+            let loaded = repo
+                .find_one(&id)
+                .await
+                .unwrap()
+                .expect("stored by a clone");
+            assert_eq!(loaded.version(), 2);
+        }
+        assert_eq!(repo.storage().len(), 8);
+    });
+}

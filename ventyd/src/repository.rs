@@ -76,6 +76,19 @@ pub struct Repository<A, S> {
     _aggregate: PhantomData<fn() -> A>,
 }
 
+/// Clones share the store (when the store's clones do, as `SqliteStorage`'s and `Arc<S>`'s do)
+/// and the entity configuration: hand one to each task.
+impl<A, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Repository {
+            storage: self.storage.clone(),
+            config: self.config.clone(),
+            validation: self.validation,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
 impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Repository")
