@@ -505,6 +505,26 @@ async fn check_stream<S: Storage>(store: &S, ctx: &str, stream: (&str, &str), se
     check_events(ctx, &stored, sent, stream, 1);
 }
 
+/// Appends `events` expecting `expected`, which must fail with a conflict reporting `expected`
+/// and the stream's `actual` version.
+async fn append_conflicts<S: Storage>(
+    store: &S,
+    stream: (&str, &str),
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    actual: u64,
+) {
+    let why = format!("the stream is at version {actual}");
+    let err = append_err(store, stream, expected, events, &why).await;
+    assert_conflict(
+        &format!("{expected:?} on a stream at version {actual}"),
+        &err,
+        stream,
+        expected,
+        actual,
+    );
+}
+
 #[track_caller]
 fn assert_conflict(
     ctx: &str,
@@ -1026,21 +1046,8 @@ pub async fn expect_exact_version_too_low_conflicts<S: Storage>(store: &S) {
     let sent = numbered(&id, 0, 4);
     append_ok(store, stream, ExpectedVersion::NoStream, &sent).await;
     for n in [1, 3] {
-        let err = append_err(
-            store,
-            stream,
-            ExpectedVersion::Exact(n),
-            &numbered(&id, 99, 2),
-            "the stream is further along",
-        )
-        .await;
-        assert_conflict(
-            &format!("Exact({n}) on a stream at version 4"),
-            &err,
-            stream,
-            ExpectedVersion::Exact(n),
-            4,
-        );
+        let batch = numbered(&id, 99, 2);
+        append_conflicts(store, stream, ExpectedVersion::Exact(n), &batch, 4).await;
     }
     check_stream(store, "after the rejected appends", stream, &sent).await;
 }
@@ -1074,21 +1081,8 @@ pub async fn expect_exact_version_too_high_conflicts<S: Storage>(store: &S) {
     let sent = numbered(&id, 0, 2);
     append_ok(store, stream, ExpectedVersion::NoStream, &sent).await;
     for n in [3, 10, u64::MAX] {
-        let err = append_err(
-            store,
-            stream,
-            ExpectedVersion::Exact(n),
-            &numbered(&id, 99, 1),
-            "the stream is behind",
-        )
-        .await;
-        assert_conflict(
-            &format!("Exact({n}) on a stream at version 2"),
-            &err,
-            stream,
-            ExpectedVersion::Exact(n),
-            2,
-        );
+        let batch = numbered(&id, 99, 1);
+        append_conflicts(store, stream, ExpectedVersion::Exact(n), &batch, 2).await;
     }
     check_stream(store, "after the rejected appends", stream, &sent).await;
 }
