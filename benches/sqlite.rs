@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::Deserialize;
 use ventyd::prelude::*;
-use ventyd::storage::sqlite::{SqliteOptions, Synchronous, rusqlite};
+use ventyd::storage::sqlite::{SqliteOptions, Synchronous};
 use ventyd::storage::{AppendRequest, ExpectedVersion, NewEvent, ReadRange};
 use ventyd::{IdGenerator, SqliteStorage, Timestamp, Uuid, UuidV7};
 

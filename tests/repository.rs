@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::*;
+use ventyd::ExpectedVersion;
 use ventyd::prelude::*;
-use ventyd::storage::{AppendRequest, ExpectedVersion, NewEvent, ReadRange};
+use ventyd::storage::{AppendRequest, LogCursor, LogRequest, NewEvent, ReadRange};
 use ventyd::{DecodeReason, Error, IdGenerator, LoadValidation};
 
 #[test]
@@ -414,9 +415,24 @@ fn the_memory_store_reads_ranges_and_the_global_log() {
             .unwrap();
         assert_eq!(middle.len(), 1);
         assert_eq!(middle[0].version, 2);
-        let page = store.read_all(2, 2).await.unwrap();
-        assert_eq!(page.iter().map(|e| e.position).collect::<Vec<_>>(), [2, 3]);
-        assert!(store.read_all(5, 10).await.unwrap().is_empty());
+        let first = store
+            .read_log(&LogRequest::new(LogCursor::START, 2))
+            .await
+            .unwrap();
+        assert!(!first.at_head);
+        let page = store
+            .read_log(&LogRequest::new(first.cursor, 2))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.events().map(|e| e.position).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        let rest = store
+            .read_log(&LogRequest::new(page.cursor, 10))
+            .await
+            .unwrap();
+        assert!(rest.at_head && rest.entries.is_empty());
         assert!(
             store
                 .read_stream("order", "a", ReadRange::ALL)
@@ -500,14 +516,14 @@ async fn user_with_bad_name(store: &MemoryStorage, id: &str, record: Option<u64>
         "user:created",
         r#"{"email":"a@example.com","name":null}"#,
     );
-    let renamed = NewEvent {
-        checked_schema: record,
-        ..NewEvent::new(
-            ventyd::UuidV7.event_id(),
-            "user:name_updated",
-            r#"{"name":""}"#,
-        )
-    };
+    let mut renamed = NewEvent::new(
+        ventyd::UuidV7.event_id(),
+        "user:name_updated",
+        r#"{"name":""}"#,
+    );
+    if let Some(record) = record {
+        renamed = renamed.checked_schema(record);
+    }
     store
         .append(AppendRequest::new(
             "user",

@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ventyd::prelude::*;
-use ventyd::storage::{AppendOutcome, AppendRequest, ReadRange, Snapshot, StoredEvent};
-use ventyd::{Error, StorageError};
+use ventyd::storage::{CommitOutcome, Forward, UnitOfWork};
+use ventyd::{Error, StorageError, StorageErrorKind};
 
 #[event(entity = "user")]
 #[derive(Debug, Clone, PartialEq)]
@@ -127,13 +127,15 @@ pub fn rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// A store that wraps the memory store and fails appends on demand, either before storing
-/// (a clean failure) or after storing (an ambiguous one: the outcome is lost).
+/// A store that wraps the memory store and fails commits on demand, either before storing
+/// (a clean failure, a busy store) or after storing (an ambiguous one: the outcome is lost). A
+/// [`Forward`] wrapper: only `commit` is written out, every read goes to the memory store.
 #[derive(Default)]
 pub struct FlakyStorage {
     pub inner: MemoryStorage,
     pub fail_before: AtomicUsize,
     pub fail_after: AtomicUsize,
+    pub commits: AtomicUsize,
 }
 
 fn take(n: &AtomicUsize) -> bool {
@@ -141,44 +143,30 @@ fn take(n: &AtomicUsize) -> bool {
         .is_ok()
 }
 
-impl Storage for FlakyStorage {
-    async fn append(&self, request: AppendRequest<'_>) -> Result<AppendOutcome, Error> {
+impl Forward for FlakyStorage {
+    type Inner = MemoryStorage;
+
+    fn inner(&self) -> &MemoryStorage {
+        &self.inner
+    }
+
+    async fn commit(&self, unit: &UnitOfWork<'_>) -> Result<CommitOutcome, Error> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
         if take(&self.fail_before) {
-            return Err(StorageError::msg("injected failure before the append").into());
+            return Err(StorageError::new(
+                StorageErrorKind::Busy,
+                "injected failure before the commit",
+            )
+            .into());
         }
-        let outcome = self.inner.append(request).await?;
+        let outcome = self.inner.commit(unit).await?;
         if take(&self.fail_after) {
-            return Err(StorageError::msg("injected failure after the append").into());
+            return Err(StorageError::new(
+                StorageErrorKind::OutcomeUnknown,
+                "injected failure after the commit: its outcome is lost",
+            )
+            .into());
         }
         Ok(outcome)
-    }
-
-    async fn read_stream(
-        &self,
-        entity_name: &str,
-        entity_id: &str,
-        range: ReadRange,
-    ) -> Result<Vec<std::sync::Arc<StoredEvent>>, Error> {
-        self.inner.read_stream(entity_name, entity_id, range).await
-    }
-
-    async fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<Vec<std::sync::Arc<StoredEvent>>, Error> {
-        self.inner.read_all(from_position, limit).await
-    }
-
-    async fn read_snapshot(
-        &self,
-        entity_name: &str,
-        entity_id: &str,
-    ) -> Result<Option<Snapshot>, Error> {
-        self.inner.read_snapshot(entity_name, entity_id).await
-    }
-
-    async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<(), Error> {
-        self.inner.write_snapshot(snapshot).await
     }
 }

@@ -9,10 +9,11 @@ use uuid::Uuid;
 use crate::aggregate::{IntoEvents, Reducer};
 use crate::envelope::{Envelope, decode_error, decode_stored};
 use crate::error::{DecodeReason, Error, ValidationError};
+use crate::event::LoadValidation;
 use crate::event::{Event, encode_body};
 use crate::id::{IdGenerator, UuidV7};
-use crate::repository::LoadValidation;
-use crate::storage::{EventRef, EventVisitor};
+use crate::record::{EventRef, EventVisitor};
+use crate::storage::EventPlace;
 use crate::time::{Clock, SystemClock, Timestamp};
 
 /// The default limit of uncommitted events on one entity.
@@ -236,6 +237,7 @@ impl<A: Reducer> Entity<A> {
             entity_id: id.clone(),
             version: 1,
             position: None,
+            recorded_at: None,
             schema_version: 1,
             metadata: None,
             event: initial.into(),
@@ -310,15 +312,16 @@ impl<A: Reducer> Entity<A> {
     /// The store confirmed the queue: move it to the history with positions and metadata.
     pub(crate) fn confirm(
         &mut self,
-        positions: &[u64],
-        metadata: Option<Arc<crate::envelope::Metadata>>,
+        places: &[EventPlace],
+        metadata: Option<Arc<crate::metadata::Metadata>>,
     ) {
         let queue = std::mem::take(&mut self.queue);
         self.committed_version += queue.len() as u64;
         self.history.reserve(queue.len());
-        for (q, &position) in queue.into_iter().zip(positions) {
+        for (q, place) in queue.into_iter().zip(places) {
             let mut envelope = q.envelope;
-            envelope.position = Some(position);
+            envelope.position = Some(place.position);
+            envelope.recorded_at = Some(place.recorded_at);
             envelope.metadata = metadata.clone();
             self.history.push(envelope);
         }
@@ -339,6 +342,7 @@ impl<A: Reducer> Entity<A> {
                 entity_id: self.id.clone(),
                 version,
                 position: None,
+                recorded_at: None,
                 schema_version: 1,
                 metadata: None,
                 event,

@@ -8,151 +8,19 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{DecodeError, DecodeReason, Error};
+use crate::event::LoadValidation;
 use crate::event::{Event, decode_event, encode_body};
-use crate::repository::LoadValidation;
-use crate::storage::{EventRef, StoredEvent};
+use crate::metadata::Metadata;
+use crate::record::{EventRef, StoredEvent};
 use crate::time::Timestamp;
-
-/// Who did something and why: the audit part of an event.
-///
-/// Serialized in camelCase; unknown fields are kept in [`Metadata::extra`].
-///
-/// ```
-/// use ventyd::Metadata;
-///
-/// let m = Metadata::new().actor("admin@example.com").reason("support ticket 42");
-/// assert_eq!(
-///     serde_json::to_string(&m).unwrap(),
-///     r#"{"actor":"admin@example.com","reason":"support ticket 42"}"#
-/// );
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Metadata {
-    /// Ties together every event caused by one request or workflow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correlation_id: Option<String>,
-    /// The id of the message or event that caused this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub causation_id: Option<String>,
-    /// Who did it (a user id, a service name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// Why it was done.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Free-form fields. Keys named like the fields above (`correlationId`, `causationId`,
-    /// `actor`, `reason`) belong in those fields: [`Metadata::with`] puts them there, and they are
-    /// not written from here.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, Value>,
-}
-
-/// The camelCase names of the named fields, which free-form fields may not reuse.
-const RESERVED: [&str; 4] = ["correlationId", "causationId", "actor", "reason"];
-
-impl Serialize for Metadata {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let named = [
-            ("correlationId", &self.correlation_id),
-            ("causationId", &self.causation_id),
-            ("actor", &self.actor),
-            ("reason", &self.reason),
-        ];
-        let mut map = s.serialize_map(None)?;
-        for (key, value) in named {
-            if let Some(value) = value {
-                map.serialize_entry(key, value)?;
-            }
-        }
-        // A reserved key in `extra` would write a duplicate (or a non-string) field that could
-        // not be read back.
-        for (key, value) in &self.extra {
-            if !RESERVED.contains(&key.as_str()) {
-                map.serialize_entry(key, value)?;
-            }
-        }
-        map.end()
-    }
-}
-
-impl Metadata {
-    /// Empty metadata.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the correlation id.
-    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
-        self.correlation_id = Some(id.into());
-        self
-    }
-
-    /// Sets the causation id.
-    pub fn causation_id(mut self, id: impl Into<String>) -> Self {
-        self.causation_id = Some(id.into());
-        self
-    }
-
-    /// Sets the actor.
-    pub fn actor(mut self, actor: impl Into<String>) -> Self {
-        self.actor = Some(actor.into());
-        self
-    }
-
-    /// Sets the reason.
-    pub fn reason(mut self, reason: impl Into<String>) -> Self {
-        self.reason = Some(reason.into());
-        self
-    }
-
-    /// Adds a free-form field. A key named like a field above (`"actor"`, `"reason"`,
-    /// `"correlationId"`, `"causationId"`) sets that field instead, to the value's text.
-    ///
-    /// ```
-    /// use ventyd::Metadata;
-    ///
-    /// let m = Metadata::new().with("ip", "127.0.0.1").with("actor", 42);
-    /// assert_eq!(m.actor.as_deref(), Some("42"));
-    /// assert_eq!(m.extra["ip"], "127.0.0.1");
-    /// ```
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        let key = key.into();
-        let value = value.into();
-        let text = || match &value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        match key.as_str() {
-            "correlationId" => self.correlation_id = Some(text()),
-            "causationId" => self.causation_id = Some(text()),
-            "actor" => self.actor = Some(text()),
-            "reason" => self.reason = Some(text()),
-            _ => {
-                self.extra.insert(key, value);
-            }
-        }
-        self
-    }
-
-    /// `true` when no field is set.
-    pub fn is_empty(&self) -> bool {
-        self.correlation_id.is_none()
-            && self.causation_id.is_none()
-            && self.actor.is_none()
-            && self.reason.is_none()
-            && self.extra.is_empty()
-    }
-}
 
 static EMPTY_METADATA: LazyLock<Metadata> = LazyLock::new(Metadata::default);
 
 /// A typed event with its envelope, as [`Entity::events`](crate::Entity::events) returns it.
 ///
 /// Serializes to Ventyd's camelCase shape (`eventId`, `eventName`, `eventCreatedAt`,
-/// `entityName`, `entityId`, `version`, `body`) plus ventyd's `position` (once committed),
-/// `schemaVersion` and `metadata` (when not empty).
+/// `entityName`, `entityId`, `version`, `body`) plus ventyd's `position` and `recordedAt` (once
+/// committed), `schemaVersion` and `metadata` (when not empty).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope<E> {
     pub(crate) event_id: Uuid,
@@ -160,6 +28,7 @@ pub struct Envelope<E> {
     pub(crate) entity_id: Arc<str>,
     pub(crate) version: u64,
     pub(crate) position: Option<u64>,
+    pub(crate) recorded_at: Option<Timestamp>,
     pub(crate) schema_version: u32,
     pub(crate) metadata: Option<Arc<Metadata>>,
     pub(crate) event: E,
@@ -199,6 +68,12 @@ impl<E: Event> Envelope<E> {
     /// The global position the store assigned; `None` while the event is queued.
     pub fn position(&self) -> Option<u64> {
         self.position
+    }
+
+    /// When the store committed the event, by the store's clock; `None` while the event is
+    /// queued. [`event_created_at`](Self::event_created_at) is the writer's time.
+    pub fn recorded_at(&self) -> Option<Timestamp> {
+        self.recorded_at
     }
 
     /// The schema version of the body.
@@ -294,6 +169,7 @@ pub(crate) fn decode_stored<E: Event, T>(
         entity_id: entity_id.clone(),
         version: stored.version,
         position: Some(stored.position),
+        recorded_at: Some(stored.recorded_at),
         schema_version: stored.schema_version,
         metadata: stored.metadata.cloned(),
         event: (),
@@ -341,6 +217,7 @@ impl<T> Envelope<T> {
             entity_id: self.entity_id,
             version: self.version,
             position: self.position,
+            recorded_at: self.recorded_at,
             schema_version: self.schema_version,
             metadata: self.metadata,
             event,
@@ -352,7 +229,10 @@ impl<E: Event> Serialize for Envelope<E> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let body = encode_body(&self.event).map_err(serde::ser::Error::custom)?;
         let metadata = self.metadata.as_deref().filter(|m| !m.is_empty());
-        let len = 8 + usize::from(self.position.is_some()) + usize::from(metadata.is_some());
+        let len = 8
+            + usize::from(self.position.is_some())
+            + usize::from(self.recorded_at.is_some())
+            + usize::from(metadata.is_some());
         let mut st = s.serialize_struct("Envelope", len)?;
         st.serialize_field("eventId", &self.event_id)?;
         st.serialize_field("eventName", self.event.event_name())?;
@@ -363,6 +243,9 @@ impl<E: Event> Serialize for Envelope<E> {
         st.serialize_field("body", &body)?;
         if let Some(position) = self.position {
             st.serialize_field("position", &position)?;
+        }
+        if let Some(at) = self.recorded_at {
+            st.serialize_field("recordedAt", &at)?;
         }
         st.serialize_field("schemaVersion", &self.schema_version)?;
         if let Some(m) = metadata {
@@ -383,6 +266,8 @@ struct RawEnvelope {
     version: u64,
     #[serde(default)]
     position: Option<u64>,
+    #[serde(default)]
+    recorded_at: Option<Timestamp>,
     #[serde(default = "one")]
     schema_version: u32,
     #[serde(default)]
@@ -436,6 +321,7 @@ impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
             entity_id: Arc::from(raw.entity_id),
             version: raw.version,
             position: raw.position,
+            recorded_at: raw.recorded_at,
             schema_version: raw.schema_version,
             metadata: raw.metadata.filter(|m| !m.is_empty()).map(Arc::new),
             event,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::storage::ExpectedVersion;
+use crate::version::{ExpectedRevision, ExpectedVersion};
 
 /// A boxed error from a storage backend or another lower layer.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -51,6 +51,22 @@ pub enum Error {
         expected: ExpectedVersion,
         /// The version the store holds (0 when the stream does not exist).
         actual: u64,
+    },
+
+    /// Compare-and-set on a document: it was not at the revision the writer expected.
+    #[error(
+        "conflict on document {key:?} of {collection:?}: expected {expected}, but {}; read it again and retry",
+        match actual { Some(r) => format!("it is at revision {r}"), None => "it does not exist".to_owned() }
+    )]
+    DocumentConflict {
+        /// The collection.
+        collection: String,
+        /// The document's key.
+        key: String,
+        /// What the writer expected.
+        expected: ExpectedRevision,
+        /// The revision the store holds (`None` when the document does not exist).
+        actual: Option<u64>,
     },
 
     /// More events were queued on an entity than its queue limit allows.
@@ -104,9 +120,34 @@ impl From<DecodeError> for Error {
 }
 
 impl Error {
-    /// Is this an optimistic-concurrency conflict (worth a reload and retry)?
+    /// Is this an optimistic-concurrency conflict on a stream (worth a reload and retry)?
     pub fn is_concurrency(&self) -> bool {
         matches!(self, Error::Concurrency { .. })
+    }
+
+    /// Is this a conflict on a stream or on a document: another writer got there first, and
+    /// reading again and deciding again settles it.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Error::Concurrency { .. } | Error::DocumentConflict { .. }
+        )
+    }
+
+    /// Is the same operation, repeated unchanged, safe and worth trying again: the store was
+    /// unavailable or busy, or the outcome of a commit is unknown (a commit's retry stores
+    /// nothing twice). Conflicts are not retryable in this sense: the writer must read again
+    /// and decide again first ([`is_conflict`](Self::is_conflict)).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Storage(e) if e.kind().is_retryable())
+    }
+
+    /// The storage error's kind, when this is one.
+    pub fn storage_kind(&self) -> Option<StorageErrorKind> {
+        match self {
+            Error::Storage(e) => Some(e.kind()),
+            _ => None,
+        }
     }
 
     /// The validation error, when this is one.
@@ -256,31 +297,116 @@ impl std::error::Error for DecodeError {
     }
 }
 
-/// A failure inside a storage adapter.
+/// What kind of failure a [`StorageError`] is: what a caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StorageErrorKind {
+    /// The store cannot be reached (a connection refused or dropped before anything was sent,
+    /// a file that cannot be opened). Retrying later may succeed.
+    Unavailable,
+    /// The store is busy or locked by another writer past the wait it allows. Retrying later
+    /// may succeed.
+    Busy,
+    /// A commit was sent but its outcome is not known (the connection dropped while it ran, the
+    /// caller stopped waiting). It may or may not be stored; retrying the same unit is safe,
+    /// because a retry stores nothing twice.
+    OutcomeUnknown,
+    /// Stored data cannot be read (not UTF-8, bad metadata, a number out of range, a file that
+    /// is not a database).
+    Corrupt,
+    /// The store cannot do what was asked (a feature not compiled in, a file from a newer
+    /// version).
+    Unsupported,
+    /// The request itself is wrong (an empty unit of work, a stream named twice, a cursor from
+    /// another store, a malformed URL). Nothing was written; fix the request.
+    InvalidRequest,
+    /// Anything else.
+    Other,
+}
+
+impl StorageErrorKind {
+    /// Is an operation that failed this way worth repeating unchanged?
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            StorageErrorKind::Unavailable
+                | StorageErrorKind::Busy
+                | StorageErrorKind::OutcomeUnknown
+        )
+    }
+}
+
+impl fmt::Display for StorageErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StorageErrorKind::Unavailable => "store unavailable",
+            StorageErrorKind::Busy => "store busy",
+            StorageErrorKind::OutcomeUnknown => "outcome unknown",
+            StorageErrorKind::Corrupt => "corrupt data",
+            StorageErrorKind::Unsupported => "unsupported",
+            StorageErrorKind::InvalidRequest => "invalid request",
+            StorageErrorKind::Other => "storage error",
+        })
+    }
+}
+
+/// A failure inside a storage adapter: its [kind](StorageErrorKind), what the adapter was doing
+/// and on what (a file, a table, an entity), and the underlying error.
 #[derive(Debug, thiserror::Error)]
-#[error("storage error: {context}")]
+#[error("{kind}: {context}")]
 pub struct StorageError {
-    /// What the adapter was doing, and on what (a file, a table, an entity).
-    pub context: String,
-    /// The underlying error, when there is one.
+    kind: StorageErrorKind,
+    context: String,
     #[source]
-    pub source: Option<BoxError>,
+    source: Option<BoxError>,
 }
 
 impl StorageError {
-    /// A storage error with a message and no underlying cause.
-    pub fn msg(context: impl Into<String>) -> Self {
+    /// A storage error of `kind`, saying what went wrong where.
+    ///
+    /// ```
+    /// use ventyd::{StorageError, StorageErrorKind};
+    ///
+    /// let e = StorageError::new(StorageErrorKind::Busy, "the database app.db is locked");
+    /// assert!(e.kind().is_retryable());
+    /// assert_eq!(e.to_string(), "store busy: the database app.db is locked");
+    /// ```
+    pub fn new(kind: StorageErrorKind, context: impl Into<String>) -> Self {
         StorageError {
+            kind,
             context: context.into(),
             source: None,
         }
     }
 
-    /// A storage error wrapping an underlying cause.
+    /// A storage error of kind [`Other`](StorageErrorKind::Other) with a message.
+    pub fn msg(context: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::Other, context)
+    }
+
+    /// A request the store refuses ([`InvalidRequest`](StorageErrorKind::InvalidRequest)).
+    pub fn invalid(context: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::InvalidRequest, context)
+    }
+
+    /// A storage error of kind [`Other`](StorageErrorKind::Other) wrapping an underlying cause.
     pub fn with_source(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
-        StorageError {
-            context: context.into(),
-            source: Some(source.into()),
-        }
+        Self::new(StorageErrorKind::Other, context).caused_by(source)
+    }
+
+    /// Attaches the underlying cause.
+    pub fn caused_by(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+
+    /// What the adapter was doing, and on what.
+    pub fn context(&self) -> &str {
+        &self.context
     }
 }

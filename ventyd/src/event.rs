@@ -579,6 +579,26 @@ where
     }
 }
 
+/// Which loaded event bodies a repository checks against their JSON Schemas.
+///
+/// Every body is checked before it is stored, and the store keeps the fingerprint of the schema it
+/// passed ([`StoredEvent::checked_schema`](crate::storage::StoredEvent::checked_schema)). On load,
+/// a body is decoded strictly into its Rust type in every mode; the modes differ in which bodies are
+/// also checked against the schema's further rules (lengths, ranges, formats, patterns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadValidation {
+    /// Check the bodies that carry no record of a check against the current schema: those written
+    /// by another program (a TypeScript Ventyd service, a migration script), by a build with
+    /// another schema, or by hand. Bodies written through a repository with the same schema are
+    /// not checked twice, so loading costs what decoding costs. The default.
+    #[default]
+    Unverified,
+    /// Check every body, whatever its record says (for example after editing rows by hand).
+    Always,
+    /// Check no body: trust the store.
+    Never,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,7 +72,7 @@ fn seed() -> u64 {
 }
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): fast, and every seed gives a full-period stream.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     RNG.with(|state| {
         let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
         state.set(s);

@@ -11,12 +11,15 @@ mod envelope;
 mod error;
 mod event;
 mod id;
+mod metadata;
+mod record;
 mod repository;
 pub mod storage;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 mod time;
+mod version;
 
 #[doc(hidden)]
 pub mod __private;
@@ -25,18 +28,21 @@ pub use aggregate::{Aggregate, IntoEvents, Reducer};
 pub use entity::{
     CreateOptions, DEFAULT_QUEUE_LIMIT, Dispatch, Entity, EntityConfig, ReadonlyEntity,
 };
-pub use envelope::{Envelope, Metadata};
+pub use envelope::Envelope;
 pub use error::{
-    BoxError, DecodeError, DecodeReason, Error, StorageError, ValidationError, Violation,
+    BoxError, DecodeError, DecodeReason, Error, StorageError, StorageErrorKind, ValidationError,
+    Violation,
 };
-pub use event::{Event, EventSchema, EventSchemas, contains_name};
+pub use event::{Event, EventSchema, EventSchemas, LoadValidation, contains_name};
 pub use id::{IdGenerator, SequentialIds, UuidV7};
-pub use repository::{Committed, LoadValidation, Repository};
+pub use metadata::Metadata;
+pub use repository::{Batch, BatchCommitted, Committed, Repository, RetryPolicy};
 #[cfg(feature = "sqlite")]
 pub use storage::SqliteStorage;
-pub use storage::{ExpectedVersion, MemoryStorage, Storage};
+pub use storage::{AnyStorage, MemoryStorage, Storage};
 pub use time::{Clock, FixedClock, ParseTimestampError, SystemClock, Timestamp};
 pub use uuid::Uuid;
+pub use version::{ExpectedRevision, ExpectedVersion};
 
 #[doc = include_str!("docs/event.md")]
 pub use ventyd_macros::event;

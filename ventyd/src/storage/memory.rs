@@ -1,23 +1,32 @@
 //! The in-memory store: always compiled, for tests and examples.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, ready};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use uuid::Uuid;
 
 use super::{
-    AppendOutcome, AppendRequest, EventVisitor, ReadRange, Snapshot, Storage, StoredEvent,
+    AppendOutcome, CommitOutcome, Document, DocumentOp, DocumentPage, DocumentRange, EventPlace,
+    EventVisitor, LogCursor, LogEntry, LogPage, LogRequest, Plan, Prior, ReadRange, Storage,
+    StoredEvent, UnitOfWork, first_recorded, is_replay, plan, settle,
 };
-use crate::error::{Error, StorageError};
+use crate::error::Error;
+use crate::time::Timestamp;
 
-/// An event store in process memory. Share it with `Arc`.
+/// An event store in process memory. Share it with `Arc`, or clone a repository over an
+/// `Arc<MemoryStorage>`.
 ///
-/// It enforces the same guarantees as the durable adapters (expected versions, atomic appends,
-/// idempotent retries), unlike Ventyd's in-memory adapter, which ignored `expectedVersion`.
-/// Reads hand out the stored events themselves (`Arc<StoredEvent>`), so loading copies nothing.
-#[derive(Debug, Default)]
+/// It enforces the same guarantees as the durable adapters (units of work, expected versions and
+/// revisions, idempotent retries, cursors), unlike Ventyd's in-memory adapter, which ignored
+/// `expectedVersion`. Reads hand out the stored events themselves (`Arc<StoredEvent>`), so
+/// loading copies nothing. Commits take one write lock, so positions are handed out in commit
+/// order and a cursor is a position.
+#[derive(Debug)]
 pub struct MemoryStorage {
+    /// This store's identity in its cursors.
+    origin: u64,
     inner: RwLock<Inner>,
 }
 
@@ -29,8 +38,19 @@ struct Inner {
     streams: HashMap<String, HashMap<String, Vec<usize>>>,
     /// event id -> index into `log`.
     ids: HashMap<Uuid, usize>,
-    /// (entity name, entity id) -> the latest snapshot.
-    snapshots: HashMap<(String, String), Snapshot>,
+    /// collection -> key -> document.
+    documents: HashMap<String, BTreeMap<String, Document>>,
+    /// The commit time of the last commit, which later commits never go below.
+    last_recorded: Option<Timestamp>,
+}
+
+impl Default for MemoryStorage {
+    fn default() -> Self {
+        MemoryStorage {
+            origin: crate::id::random_u64() | 1,
+            inner: RwLock::default(),
+        }
+    }
 }
 
 impl MemoryStorage {
@@ -44,103 +64,169 @@ impl MemoryStorage {
         self.read().log.len()
     }
 
-    /// `true` when nothing is stored.
+    /// `true` when no event is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-applied append (appends check
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied commit (commits check
         // everything before the first write), so a poisoned lock is still consistent.
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn append_now(&self, req: AppendRequest<'_>) -> Result<AppendOutcome, Error> {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let actual = inner
-            .streams
-            .get(req.entity_name)
-            .and_then(|s| s.get(req.entity_id))
-            .map_or(0, |s| s.len() as u64);
+    fn commit_now(&self, unit: &UnitOfWork<'_>) -> Result<CommitOutcome, Error> {
+        unit.check()?;
+        let mut guard = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let inner = &mut *guard;
 
-        if let Some(first) = req.events.first()
-            && let Some(&at) = inner.ids.get(&first.event_id)
-        {
-            return replay(&inner, &req, at);
+        // Check everything first: nothing is written unless the whole unit can be.
+        let mut plans = Vec::with_capacity(unit.appends().len());
+        for req in unit.appends() {
+            let settled = settle(req, |id| {
+                Ok(inner.ids.get(id).map(|&i| {
+                    let e = &inner.log[i];
+                    Prior {
+                        entity_name: Cow::Borrowed(e.entity_name.as_str()),
+                        entity_id: Cow::Borrowed(e.entity_id.as_str()),
+                        version: e.version,
+                        event_name: Cow::Borrowed(e.event_name.as_str()),
+                        body: Cow::Borrowed(e.body.as_str()),
+                        place: EventPlace::new(e.position, e.recorded_at),
+                    }
+                }))
+            })?;
+            let actual = stream_len(inner, req.entity_name, req.entity_id);
+            let plan = plan(req, settled, actual)?;
+            if let Plan::Write { skip, .. } = &plan {
+                for e in &req.events[*skip..] {
+                    if let Some(&i) = inner.ids.get(&e.event_id) {
+                        let held = &inner.log[i];
+                        return Err(crate::error::StorageError::invalid(format!(
+                            "cannot append to {}: event id {} is already stored in {} {:?} at version {}; an event id may be used once",
+                            req.stream(),
+                            e.event_id,
+                            held.entity_name,
+                            held.entity_id,
+                            held.version
+                        ))
+                        .into());
+                    }
+                }
+            }
+            plans.push(plan);
         }
-        if !req.expected.matches(actual) {
-            return Err(Error::Concurrency {
-                entity_name: req.entity_name.to_owned(),
-                entity_id: req.entity_id.to_owned(),
-                expected: req.expected,
-                actual,
-            });
+        let replay = is_replay(unit, &plans);
+        let mut revisions = Vec::with_capacity(unit.documents().len());
+        for d in unit.documents() {
+            let current = inner
+                .documents
+                .get(d.collection)
+                .and_then(|c| c.get(d.key))
+                .map(|doc| doc.revision);
+            if replay {
+                revisions.push(current);
+                continue;
+            }
+            if !d.expected.matches(current) {
+                return Err(d.conflict(current));
+            }
+            revisions.push(d.next_revision(current));
         }
-        req.check_snapshot(actual)?;
-        for (i, e) in req.events.iter().enumerate() {
-            if inner.ids.contains_key(&e.event_id)
-                || req.events[..i].iter().any(|o| o.event_id == e.event_id)
-            {
-                return Err(StorageError::msg(format!(
-                    "event id {} is already stored; an event id may be used once",
-                    e.event_id
-                ))
-                .into());
+        if replay {
+            let recorded_at = first_recorded(&plans)
+                .or(inner.last_recorded)
+                .unwrap_or_else(Timestamp::now);
+            let appends = plans
+                .into_iter()
+                .map(|p| match p {
+                    Plan::Replayed(o) => o,
+                    Plan::Write { after, .. } => AppendOutcome::new(after, Vec::new()),
+                })
+                .collect();
+            return Ok(CommitOutcome::new(recorded_at, appends, revisions));
+        }
+
+        let recorded_at = Timestamp::now().max(inner.last_recorded.unwrap_or(Timestamp::MIN));
+        inner.last_recorded = Some(recorded_at);
+        let mut appends = Vec::with_capacity(plans.len());
+        for (req, plan) in unit.appends().iter().zip(plans) {
+            let (after, skip, mut places) = match plan {
+                Plan::Replayed(outcome) => {
+                    appends.push(outcome);
+                    continue;
+                }
+                Plan::Write {
+                    after,
+                    skip,
+                    stored,
+                } => (after, skip, stored),
+            };
+            let Inner {
+                log, streams, ids, ..
+            } = &mut *inner;
+            let by_id = match streams.get_mut(req.entity_name) {
+                Some(by_id) => by_id,
+                None => streams.entry(req.entity_name.to_owned()).or_default(),
+            };
+            let stream = match by_id.get_mut(req.entity_id) {
+                Some(stream) => stream,
+                None => by_id.entry(req.entity_id.to_owned()).or_default(),
+            };
+            places.reserve(req.events.len() - skip);
+            for (i, e) in req.events[skip..].iter().enumerate() {
+                let index = log.len();
+                let position = index as u64 + 1;
+                log.push(Arc::new(StoredEvent {
+                    position,
+                    event_id: e.event_id,
+                    event_name: e.event_name.clone().into_owned(),
+                    entity_name: req.entity_name.to_owned(),
+                    entity_id: req.entity_id.to_owned(),
+                    version: after + i as u64 + 1,
+                    schema_version: e.schema_version,
+                    event_created_at: e.event_created_at,
+                    recorded_at,
+                    metadata: e.metadata.clone(),
+                    body: e.body.clone(),
+                    checked_schema: e.checked_schema,
+                }));
+                stream.push(index);
+                ids.insert(e.event_id, index);
+                places.push(EventPlace::new(position, recorded_at));
+            }
+            appends.push(AppendOutcome::new(
+                after + (req.events.len() - skip) as u64,
+                places,
+            ));
+        }
+        for (d, revision) in unit.documents().iter().zip(&revisions) {
+            match (d.op, revision) {
+                (DocumentOp::Put(body), Some(revision)) => {
+                    let doc = Document::new(d.collection, d.key, *revision, body, recorded_at);
+                    inner
+                        .documents
+                        .entry(d.collection.to_owned())
+                        .or_default()
+                        .insert(d.key.to_owned(), doc);
+                }
+                _ => {
+                    if let Some(c) = inner.documents.get_mut(d.collection) {
+                        c.remove(d.key);
+                    }
+                }
             }
         }
-
-        let Inner {
-            log,
-            streams,
-            ids,
-            snapshots,
-        } = &mut *inner;
-        if let Some(snapshot) = req.snapshot {
-            keep_latest(snapshots, snapshot);
-        }
-        let by_id = match streams.get_mut(req.entity_name) {
-            Some(by_id) => by_id,
-            None => streams.entry(req.entity_name.to_owned()).or_default(),
-        };
-        let stream = match by_id.get_mut(req.entity_id) {
-            Some(stream) => stream,
-            None => by_id.entry(req.entity_id.to_owned()).or_default(),
-        };
-        let mut positions = Vec::with_capacity(req.events.len());
-        for (i, e) in req.events.iter().enumerate() {
-            let index = log.len();
-            log.push(Arc::new(StoredEvent {
-                position: index as u64 + 1,
-                event_id: e.event_id,
-                event_name: e.event_name.clone().into_owned(),
-                entity_name: req.entity_name.to_owned(),
-                entity_id: req.entity_id.to_owned(),
-                version: actual + i as u64 + 1,
-                schema_version: e.schema_version,
-                event_created_at: e.event_created_at,
-                metadata: e.metadata.clone(),
-                body: e.body.clone(),
-                checked_schema: e.checked_schema,
-            }));
-            stream.push(index);
-            ids.insert(e.event_id, index);
-            positions.push(index as u64 + 1);
-        }
-        Ok(AppendOutcome {
-            version: actual + req.events.len() as u64,
-            positions,
-        })
+        Ok(CommitOutcome::new(recorded_at, appends, revisions))
     }
 }
 
-fn keep_latest(snapshots: &mut HashMap<(String, String), Snapshot>, snapshot: &Snapshot) {
-    let key = (snapshot.entity_name.clone(), snapshot.entity_id.clone());
-    match snapshots.get(&key) {
-        Some(held) if held.version > snapshot.version => {}
-        _ => {
-            snapshots.insert(key, snapshot.clone());
-        }
-    }
+fn stream_len(inner: &Inner, entity_name: &str, entity_id: &str) -> u64 {
+    inner
+        .streams
+        .get(entity_name)
+        .and_then(|s| s.get(entity_id))
+        .map_or(0, |s| s.len() as u64)
 }
 
 /// The indexes into the log of one stream's events in `range`.
@@ -169,52 +255,41 @@ fn stream_slice<'a>(
     &indexes[from..to]
 }
 
-/// The first event id of an append is stored already: a retry of an append that succeeded.
-/// It is accepted only when every event matches what is stored, in order, in the same stream.
-fn replay(inner: &Inner, req: &AppendRequest<'_>, first: usize) -> Result<AppendOutcome, Error> {
-    let mut positions = Vec::with_capacity(req.events.len());
-    let mut version = 0;
-    for (i, e) in req.events.iter().enumerate() {
-        let stored = inner.log.get(first + i).filter(|s| {
-            s.event_id == e.event_id
-                && s.entity_name == req.entity_name
-                && s.entity_id == req.entity_id
-                && s.event_name == e.event_name
-                && s.body == e.body
-        });
-        let Some(stored) = stored else {
-            return Err(StorageError::msg(format!(
-                "event id {} of {} {:?} is already stored with different content or in another stream",
-                e.event_id, req.entity_name, req.entity_id
-            ))
-            .into());
-        };
-        positions.push(stored.position);
-        version = stored.version;
+impl MemoryStorage {
+    fn read_log_now(&self, request: &LogRequest) -> Result<LogPage, Error> {
+        request.check()?;
+        let (after, _) = request.after.parts_for(self.origin, "this memory store")?;
+        let inner = self.read();
+        let cursor = |position: u64| LogCursor::from_parts(self.origin, position, 0);
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(inner.log.len());
+        let mut entries = Vec::new();
+        for event in &inner.log[start..] {
+            if !request
+                .filter
+                .matches(&event.entity_name, &event.event_name)
+            {
+                continue;
+            }
+            entries.push(LogEntry::new(cursor(event.position), Ok(event.clone())));
+            if entries.len() == request.limit {
+                let last = event.position;
+                let at_head = last == inner.log.len() as u64;
+                return Ok(LogPage::new(entries, cursor(last), at_head));
+            }
+        }
+        let head = (inner.log.len() as u64).max(after);
+        Ok(LogPage::new(entries, cursor(head), true))
     }
-    Ok(AppendOutcome { version, positions })
 }
 
 impl Storage for MemoryStorage {
-    fn append(
+    fn commit(
         &self,
-        request: AppendRequest<'_>,
-    ) -> impl Future<Output = Result<AppendOutcome, Error>> + Send {
-        ready(self.append_now(request))
-    }
-
-    fn read_stream(
-        &self,
-        entity_name: &str,
-        entity_id: &str,
-        range: ReadRange,
-    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
-        let inner = self.read();
-        let events = stream_slice(&inner, entity_name, entity_id, range)
-            .iter()
-            .map(|&i| inner.log[i].clone())
-            .collect();
-        ready(Ok(events))
+        unit: &UnitOfWork<'_>,
+    ) -> impl Future<Output = Result<CommitOutcome, Error>> + Send {
+        ready(self.commit_now(unit))
     }
 
     fn visit_stream<V: EventVisitor>(
@@ -235,36 +310,73 @@ impl Storage for MemoryStorage {
         ready(result.map(|()| visitor))
     }
 
-    fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
-        let inner = self.read();
-        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
-        let events = inner.log.iter().skip(start).take(limit).cloned().collect();
-        ready(Ok(events))
-    }
-
-    fn read_snapshot(
+    fn read_stream(
         &self,
         entity_name: &str,
         entity_id: &str,
-    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        range: ReadRange,
+    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
         let inner = self.read();
-        let snapshot = inner
-            .snapshots
-            .get(&(entity_name.to_owned(), entity_id.to_owned()))
-            .cloned();
-        ready(Ok(snapshot))
+        let events = stream_slice(&inner, entity_name, entity_id, range)
+            .iter()
+            .map(|&i| inner.log[i].clone())
+            .collect();
+        ready(Ok(events))
     }
 
-    fn write_snapshot(
+    fn read_log(
         &self,
-        snapshot: &Snapshot,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        keep_latest(&mut inner.snapshots, snapshot);
-        ready(Ok(()))
+        request: &LogRequest,
+    ) -> impl Future<Output = Result<LogPage, Error>> + Send {
+        ready(self.read_log_now(request))
     }
+
+    fn read_document(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Document>, Error>> + Send {
+        let inner = self.read();
+        let doc = inner
+            .documents
+            .get(collection)
+            .and_then(|c| c.get(key))
+            .cloned();
+        ready(Ok(doc))
+    }
+
+    fn list_documents(
+        &self,
+        range: &DocumentRange,
+    ) -> impl Future<Output = Result<DocumentPage, Error>> + Send {
+        ready(list(&self.read(), range))
+    }
+}
+
+fn list(inner: &Inner, range: &DocumentRange) -> Result<DocumentPage, Error> {
+    if range.limit == 0 {
+        return Err(crate::error::StorageError::invalid(
+            "listing documents needs a limit of at least 1 per page",
+        )
+        .into());
+    }
+    let Some(collection) = inner.documents.get(&range.collection) else {
+        return Ok(DocumentPage::new(Vec::new(), None));
+    };
+    use std::ops::Bound;
+    let lower = match &range.after {
+        Some(key) => Bound::Excluded(key.clone()),
+        None => Bound::Unbounded,
+    };
+    let mut iter = collection.range((lower, Bound::Unbounded));
+    let documents: Vec<Document> = iter
+        .by_ref()
+        .take(range.limit)
+        .map(|(_, d)| d.clone())
+        .collect();
+    let next = match iter.next() {
+        Some(_) => documents.last().map(|d| d.key.clone()),
+        None => None,
+    };
+    Ok(DocumentPage::new(documents, next))
 }

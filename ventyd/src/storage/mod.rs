@@ -1,316 +1,56 @@
-//! The storage trait and its adapters.
+//! The storage seam: the [`Storage`] trait and its adapters.
 //!
-//! A store keeps one append-only log. Every event belongs to one stream, named by entity name and
-//! entity id, in which versions run 1, 2, 3, ... without gaps; every event also gets a global
-//! `position` that increases strictly in commit order. The trait is small on purpose: an adapter
-//! implements five async methods (append, read a stream, read the log, read and write a
-//! snapshot), may override `visit_stream` to lend its rows instead of copying them, and proves
-//! its behaviour with the same conformance suite as every other adapter
-//! (`ventyd::storage_conformance!`, feature `testing`).
+//! A store keeps one append-only **log** of events and a set of keyed **documents**.
+//!
+//! - Every event belongs to one **stream**, named by entity name and entity id, in which
+//!   versions run 1, 2, 3, ... without gaps. Every event also has a **position** in the global
+//!   log and the store's **commit time** (`recorded_at`), both assigned by the store when it
+//!   commits the event and read back with it.
+//! - A **document** is a JSON body under a collection and a key, with a revision that grows by
+//!   one with every write: a snapshot, an inline-view row, a projection's checkpoint.
+//!
+//! Everything is written through one call, [`Storage::commit`], which takes a [`UnitOfWork`]:
+//! appends to one or more streams (each with its [`ExpectedVersion`]) and document writes (each
+//! with its [`ExpectedRevision`]), applied all together or not at all. A single-stream append
+//! stays one line: [`Storage::append`].
+//!
+//! The log is read by **cursor** ([`Storage::read_log`]): a page of events, the [`LogCursor`]
+//! to resume from, and whether the reader is at the head. See the trait's docs for the
+//! guarantees every adapter gives, and `docs/adapters.md` for why the seam has this shape.
+//!
+//! An adapter implements five methods and proves its behaviour with the conformance suite that
+//! every adapter here passes (`ventyd::storage_conformance!`, feature `testing`). A wrapper (a
+//! spy, a metrics or tracing layer) implements [`Forward`] and overrides only what it changes;
+//! [`AnyStorage`] picks a store at run time, from a value or a URL.
 
-use std::borrow::Cow;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use uuid::Uuid;
-
-use crate::envelope::Metadata;
 use crate::error::Error;
-use crate::time::Timestamp;
 
+mod any;
+mod document;
+mod log;
 mod memory;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+mod unit;
 
+pub use crate::record::{CollectEvents, EventRef, EventVisitor, NewEvent, StoredEvent};
+pub use crate::version::{ExpectedRevision, ExpectedVersion};
+pub use any::AnyStorage;
+pub use document::{Document, DocumentPage, DocumentRange};
+pub use log::{
+    CorruptEvent, LogCursor, LogEntry, LogFilter, LogPage, LogRequest, ParseCursorError,
+};
 pub use memory::MemoryStorage;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStorage;
-
-/// What an append expects the stream's current version to be (optimistic concurrency).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExpectedVersion {
-    /// No check: append after whatever is there.
-    Any,
-    /// The stream must not exist yet.
-    NoStream,
-    /// The stream must be at exactly this version.
-    Exact(u64),
-}
-
-impl ExpectedVersion {
-    /// Does a stream at `actual` (0 = absent) satisfy this expectation?
-    pub fn matches(self, actual: u64) -> bool {
-        match self {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => actual == 0,
-            ExpectedVersion::Exact(v) => actual == v,
-        }
-    }
-
-    /// The expectation an entity at committed version `version` commits with.
-    pub fn after(version: u64) -> Self {
-        if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        }
-    }
-}
-
-impl fmt::Display for ExpectedVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExpectedVersion::Any => f.write_str("any version"),
-            ExpectedVersion::NoStream => f.write_str("no stream"),
-            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
-        }
-    }
-}
-
-/// An event as a store keeps it: envelope fields plus the body as JSON text.
-///
-/// Stores hand events out as `Arc<StoredEvent>`: a stored event never changes, and sharing it
-/// lets a store that keeps events in memory, or a relay that feeds several projections, hand out
-/// the same event without copying it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    /// Global position, strictly increasing in commit order.
-    pub position: u64,
-    /// The event id.
-    pub event_id: Uuid,
-    /// The full event name.
-    pub event_name: String,
-    /// The entity name.
-    pub entity_name: String,
-    /// The entity id.
-    pub entity_id: String,
-    /// The version in the stream (1-based, gapless).
-    pub version: u64,
-    /// The schema version of the body.
-    pub schema_version: u32,
-    /// When the event was created.
-    pub event_created_at: Timestamp,
-    /// Who and why, when given.
-    pub metadata: Option<Arc<Metadata>>,
-    /// The body, as JSON text.
-    pub body: String,
-    /// The fingerprint of the JSON Schema the body was checked against before it was stored
-    /// ([`EventSchema::fingerprint`](crate::EventSchema::fingerprint)), when the writer recorded
-    /// one. A reader with the same schema need not check the body again.
-    pub checked_schema: Option<u64>,
-}
-
-impl StoredEvent {
-    /// The event, borrowed.
-    pub fn as_event_ref(&self) -> EventRef<'_> {
-        EventRef {
-            position: self.position,
-            event_id: self.event_id,
-            event_name: &self.event_name,
-            entity_name: &self.entity_name,
-            entity_id: &self.entity_id,
-            version: self.version,
-            schema_version: self.schema_version,
-            event_created_at: self.event_created_at,
-            metadata: self.metadata.as_ref(),
-            body: &self.body,
-            checked_schema: self.checked_schema,
-        }
-    }
-
-    /// The body parsed as a JSON value.
-    pub fn body_value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_str(&self.body)
-    }
-}
-
-/// A stored event borrowed from wherever the store holds it (a row buffer, a cache), as a
-/// [`EventVisitor`] receives it. The fields mean what those of [`StoredEvent`] mean.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[allow(missing_docs)]
-pub struct EventRef<'a> {
-    pub position: u64,
-    pub event_id: Uuid,
-    pub event_name: &'a str,
-    pub entity_name: &'a str,
-    pub entity_id: &'a str,
-    pub version: u64,
-    pub schema_version: u32,
-    pub event_created_at: Timestamp,
-    pub metadata: Option<&'a Arc<Metadata>>,
-    pub body: &'a str,
-    pub checked_schema: Option<u64>,
-}
-
-impl EventRef<'_> {
-    /// An owned copy.
-    pub fn to_stored(&self) -> StoredEvent {
-        StoredEvent {
-            position: self.position,
-            event_id: self.event_id,
-            event_name: self.event_name.to_owned(),
-            entity_name: self.entity_name.to_owned(),
-            entity_id: self.entity_id.to_owned(),
-            version: self.version,
-            schema_version: self.schema_version,
-            event_created_at: self.event_created_at,
-            metadata: self.metadata.cloned(),
-            body: self.body.to_owned(),
-            checked_schema: self.checked_schema,
-        }
-    }
-}
-
-/// Receives a stream's events one at a time, borrowed, in version order: how a repository folds
-/// an entity while the store reads it, without an owned copy of every event.
-pub trait EventVisitor: Send + 'static {
-    /// Takes one event; an error stops the read and is returned from it.
-    fn visit(&mut self, event: EventRef<'_>) -> Result<(), Error>;
-
-    /// How many events are coming, when the store knows before the first (to size buffers).
-    fn expect(&mut self, events: usize) {
-        let _ = events;
-    }
-}
-
-/// An event to append; the store assigns its version and position.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    /// The event id; appending an id that is already stored in the same place is a no-op.
-    pub event_id: Uuid,
-    /// The full event name.
-    pub event_name: Cow<'static, str>,
-    /// The schema version of the body.
-    pub schema_version: u32,
-    /// When the event was created.
-    pub event_created_at: Timestamp,
-    /// Who and why.
-    pub metadata: Option<Arc<Metadata>>,
-    /// The body, as JSON text.
-    pub body: String,
-    /// The fingerprint of the schema the body was checked against, if it was (see
-    /// [`StoredEvent::checked_schema`]).
-    pub checked_schema: Option<u64>,
-}
-
-impl NewEvent {
-    /// An event with schema version 1, created now, without metadata or a schema check record.
-    ///
-    /// ```
-    /// use ventyd::storage::NewEvent;
-    /// use ventyd::{IdGenerator, UuidV7};
-    ///
-    /// let e = NewEvent::new(UuidV7.event_id(), "user:created", r#"{"email":"a@example.com"}"#);
-    /// assert_eq!(e.schema_version, 1);
-    /// assert_eq!(e.checked_schema, None);
-    /// ```
-    pub fn new(
-        event_id: Uuid,
-        event_name: impl Into<Cow<'static, str>>,
-        body: impl Into<String>,
-    ) -> Self {
-        NewEvent {
-            event_id,
-            event_name: event_name.into(),
-            schema_version: 1,
-            event_created_at: Timestamp::now(),
-            metadata: None,
-            body: body.into(),
-            checked_schema: None,
-        }
-    }
-}
-
-/// One atomic append to one stream.
-#[derive(Debug, Clone, Copy)]
-pub struct AppendRequest<'a> {
-    /// The entity name.
-    pub entity_name: &'a str,
-    /// The entity id.
-    pub entity_id: &'a str,
-    /// The version the stream must be at.
-    pub expected: ExpectedVersion,
-    /// The events, in order; all are stored or none.
-    pub events: &'a [NewEvent],
-    /// A snapshot of the state after these events, stored in the same atomic step where the
-    /// store allows it. Its stream must be this one and its version the version after the append.
-    pub snapshot: Option<&'a Snapshot>,
-}
-
-impl<'a> AppendRequest<'a> {
-    /// An append of `events` to the stream `entity_name`/`entity_id`, without a snapshot.
-    pub fn new(
-        entity_name: &'a str,
-        entity_id: &'a str,
-        expected: ExpectedVersion,
-        events: &'a [NewEvent],
-    ) -> Self {
-        AppendRequest {
-            entity_name,
-            entity_id,
-            expected,
-            events,
-            snapshot: None,
-        }
-    }
-
-    /// Adds a snapshot to store with the events.
-    pub fn with_snapshot(mut self, snapshot: &'a Snapshot) -> Self {
-        self.snapshot = Some(snapshot);
-        self
-    }
-
-    /// Checks that the snapshot, if any, belongs to this stream at the version after the append
-    /// to a stream at `actual`; stores call this before writing anything.
-    pub fn check_snapshot(&self, actual: u64) -> Result<(), Error> {
-        let Some(s) = self.snapshot else {
-            return Ok(());
-        };
-        let version = actual + self.events.len() as u64;
-        if s.entity_name != self.entity_name
-            || s.entity_id != self.entity_id
-            || s.version != version
-        {
-            return Err(crate::error::StorageError::msg(format!(
-                "the snapshot of {} {:?} at version {} does not match the append to {} {:?}, which ends at version {version}",
-                s.entity_name, s.entity_id, s.version, self.entity_name, self.entity_id
-            ))
-            .into());
-        }
-        Ok(())
-    }
-}
-
-/// A stored state of one entity at one version, so that loading need not replay every event.
-///
-/// `schema_hash` identifies the shape of the state type when the snapshot was taken; a reader
-/// whose state type has another hash ignores the snapshot and replays the events instead.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The entity name.
-    pub entity_name: String,
-    /// The entity id.
-    pub entity_id: String,
-    /// The version of the entity the state is at.
-    pub version: u64,
-    /// A hash of the state type's JSON Schema.
-    pub schema_hash: String,
-    /// The state, as JSON text.
-    pub state: String,
-    /// When the snapshot was taken.
-    pub created_at: Timestamp,
-}
-
-/// What an append stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppendOutcome {
-    /// The stream's version after the append.
-    pub version: u64,
-    /// The global position of each appended event, in order.
-    pub positions: Vec<u64>,
-}
+pub use unit::{
+    AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, UnitOfWork,
+};
+pub(crate) use unit::{Plan, Prior, first_recorded, is_replay, plan, settle};
 
 /// Which part of a stream to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,92 +88,211 @@ impl Default for ReadRange {
     }
 }
 
-/// An event store.
+/// An event store: an append-only log of events in streams, and keyed documents.
 ///
-/// Adapters guarantee: an append is atomic; the expected version is checked against the stream
-/// inside the same atomic step (a mismatch is [`Error::Concurrency`] with the actual version);
-/// appending event ids that are already stored, at the same stream and versions, returns the
-/// stored outcome instead of duplicating them (a retry after an ambiguous failure is safe).
+/// # What every adapter guarantees
+///
+/// **Commits.**
+/// - [`commit`](Storage::commit) applies a whole [`UnitOfWork`] or nothing of it. It first
+///   refuses a malformed unit ([`UnitOfWork::check`]). Each append's expected version and each
+///   document write's expected revision are checked inside the same atomic step as the writes; a
+///   mismatch fails the whole unit with [`Error::Concurrency`] (naming the stream, the expected
+///   and the actual version) or [`Error::DocumentConflict`] (naming the document, the expected
+///   and the actual revision).
+/// - The store assigns each committed event its version, its position and its commit time
+///   (`recorded_at`, by the store's clock, the same for every event of the commit, never
+///   decreasing in log order), and reports them in the [`CommitOutcome`].
+/// - **Retries are safe.** An append whose event ids are all stored already, in the same stream
+///   at consecutive versions with the same names and bodies (bodies compare as JSON values), is
+///   a retry of a commit that succeeded: it reports the stored outcome and stores nothing. When
+///   only the first events of an append are stored that way (the entity queued more events
+///   after a commit whose outcome was lost), only the rest are appended, right after the stored
+///   ones; if another writer appended in between, it is a conflict, which a reload settles. A
+///   unit whose every non-empty append is such a full retry is a retry as a whole: its document
+///   writes are not applied again. An event id stored anywhere else, or with other content, is
+///   refused ([`InvalidRequest`](crate::StorageErrorKind::InvalidRequest)).
+///
+/// **Reads.**
+/// - [`visit_stream`](Storage::visit_stream) lends one stream's events in version order.
+/// - [`read_log`](Storage::read_log): a reader that resumes from any cursor it was given sees
+///   every committed event after it exactly once, in commit order, even while other
+///   transactions are in flight. Positions increase in commit order and may have gaps. A page
+///   holds at most `limit` entries; a filtered page moves the cursor past the events it skipped.
+///   A stored row that cannot be read is reported in its place in the page
+///   ([`CorruptEvent`], with its position), and the rest of the log stays readable. A cursor of
+///   another store, or a damaged one, is refused.
+/// - [`read_document`](Storage::read_document) and [`list_documents`](Storage::list_documents)
+///   read documents with their revisions; listing is in key order and paged.
+///
+/// **Errors** say their kind ([`StorageErrorKind`](crate::StorageErrorKind)), and
+/// [`Error::is_retryable`] says when repeating the same call is safe.
 pub trait Storage: Send + Sync + 'static {
-    /// Appends events to one stream, atomically.
-    fn append(
+    /// Commits a unit of work, atomically.
+    fn commit(
         &self,
-        request: AppendRequest<'_>,
-    ) -> impl Future<Output = Result<AppendOutcome, Error>> + Send;
-
-    /// Reads one stream's events in version order.
-    fn read_stream(
-        &self,
-        entity_name: &str,
-        entity_id: &str,
-        range: ReadRange,
-    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send;
-
-    /// Reads the global log from `from_position` (inclusive), at most `limit` events, in
-    /// position order.
-    fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send;
+        unit: &UnitOfWork<'_>,
+    ) -> impl Future<Output = Result<CommitOutcome, Error>> + Send;
 
     /// Reads one stream's events in version order into `visitor` and gives it back. A store that
-    /// can lend its rows (SQLite) hands each event over without copying it; the default reads
-    /// with [`read_stream`](Storage::read_stream).
+    /// can lend its rows hands each event over without copying it.
     fn visit_stream<V: EventVisitor>(
         &self,
         entity_name: &str,
         entity_id: &str,
         range: ReadRange,
         visitor: V,
-    ) -> impl Future<Output = Result<V, Error>> + Send {
-        async move {
-            let mut visitor = visitor;
-            let events = self.read_stream(entity_name, entity_id, range).await?;
-            visitor.expect(events.len());
-            for event in events {
-                visitor.visit(event.as_event_ref())?;
-            }
-            Ok(visitor)
-        }
-    }
+    ) -> impl Future<Output = Result<V, Error>> + Send;
 
-    /// The latest snapshot of one entity, if any.
-    fn read_snapshot(
+    /// Reads a page of the global log after a cursor.
+    fn read_log(&self, request: &LogRequest)
+    -> impl Future<Output = Result<LogPage, Error>> + Send;
+
+    /// One document, with its revision; `None` when there is none.
+    fn read_document(
         &self,
-        entity_name: &str,
-        entity_id: &str,
-    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send;
+        collection: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Document>, Error>> + Send;
 
-    /// Stores a snapshot, unless the store holds one of a later version of the same entity
-    /// already (an older snapshot never replaces a newer one).
-    fn write_snapshot(&self, snapshot: &Snapshot)
-    -> impl Future<Output = Result<(), Error>> + Send;
-}
+    /// A page of one collection's documents, in key order.
+    fn list_documents(
+        &self,
+        range: &DocumentRange,
+    ) -> impl Future<Output = Result<DocumentPage, Error>> + Send;
 
-impl<S: Storage> Storage for Arc<S> {
+    /// Appends events to one stream, atomically: a unit of work of one append.
+    ///
+    /// ```
+    /// use ventyd::storage::{AppendRequest, NewEvent, Storage};
+    /// use ventyd::{ExpectedVersion, IdGenerator, MemoryStorage, UuidV7};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStorage::new();
+    /// let events = [NewEvent::new(UuidV7.event_id(), "user:created", r#"{"email":"a@example.com"}"#)];
+    /// let outcome = store.append(AppendRequest::new("user", "42", ExpectedVersion::NoStream, &events)).await?;
+    /// assert_eq!(outcome.version, 1);
+    /// # Ok::<(), ventyd::Error>(())
+    /// # }).unwrap();
+    /// ```
     fn append(
         &self,
         request: AppendRequest<'_>,
     ) -> impl Future<Output = Result<AppendOutcome, Error>> + Send {
-        (**self).append(request)
+        async move {
+            let mut outcome = self.commit(&UnitOfWork::single(request)).await?;
+            outcome.appends.pop().ok_or_else(|| {
+                crate::error::StorageError::msg(format!(
+                    "the store reported no outcome for the append to {}",
+                    request.stream()
+                ))
+                .into()
+            })
+        }
     }
 
+    /// Reads one stream's events in version order, as shared owned copies.
     fn read_stream(
         &self,
         entity_name: &str,
         entity_id: &str,
         range: ReadRange,
     ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
-        (**self).read_stream(entity_name, entity_id, range)
+        async move {
+            let events = self
+                .visit_stream(entity_name, entity_id, range, CollectEvents::default())
+                .await?;
+            Ok(events.0)
+        }
+    }
+}
+
+/// A store that wraps another and forwards to it: implement [`inner`](Forward::inner) and
+/// override only the calls the wrapper changes (a spy that counts commits, a layer that records
+/// metrics or injects faults). Every `Forward` is a [`Storage`].
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use ventyd::storage::{CommitOutcome, Forward, Storage, UnitOfWork};
+/// use ventyd::{Error, MemoryStorage};
+///
+/// struct CountCommits {
+///     inner: MemoryStorage,
+///     commits: AtomicUsize,
+/// }
+///
+/// impl Forward for CountCommits {
+///     type Inner = MemoryStorage;
+///     fn inner(&self) -> &MemoryStorage {
+///         &self.inner
+///     }
+///     async fn commit(&self, unit: &UnitOfWork<'_>) -> Result<CommitOutcome, Error> {
+///         self.commits.fetch_add(1, Ordering::Relaxed);
+///         self.inner.commit(unit).await
+///     }
+/// }
+///
+/// fn takes_a_store(_: &impl Storage) {}
+/// takes_a_store(&CountCommits { inner: MemoryStorage::new(), commits: AtomicUsize::new(0) });
+/// ```
+pub trait Forward: Send + Sync + 'static {
+    /// The wrapped store.
+    type Inner: Storage;
+
+    /// The wrapped store, which every call not overridden goes to.
+    fn inner(&self) -> &Self::Inner;
+
+    /// See [`Storage::commit`].
+    fn commit(
+        &self,
+        unit: &UnitOfWork<'_>,
+    ) -> impl Future<Output = Result<CommitOutcome, Error>> + Send {
+        self.inner().commit(unit)
     }
 
-    fn read_all(
+    /// See [`Storage::visit_stream`].
+    fn visit_stream<V: EventVisitor>(
         &self,
-        from_position: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Arc<StoredEvent>>, Error>> + Send {
-        (**self).read_all(from_position, limit)
+        entity_name: &str,
+        entity_id: &str,
+        range: ReadRange,
+        visitor: V,
+    ) -> impl Future<Output = Result<V, Error>> + Send {
+        self.inner()
+            .visit_stream(entity_name, entity_id, range, visitor)
+    }
+
+    /// See [`Storage::read_log`].
+    fn read_log(
+        &self,
+        request: &LogRequest,
+    ) -> impl Future<Output = Result<LogPage, Error>> + Send {
+        self.inner().read_log(request)
+    }
+
+    /// See [`Storage::read_document`].
+    fn read_document(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Document>, Error>> + Send {
+        self.inner().read_document(collection, key)
+    }
+
+    /// See [`Storage::list_documents`].
+    fn list_documents(
+        &self,
+        range: &DocumentRange,
+    ) -> impl Future<Output = Result<DocumentPage, Error>> + Send {
+        self.inner().list_documents(range)
+    }
+}
+
+impl<F: Forward> Storage for F {
+    fn commit(
+        &self,
+        unit: &UnitOfWork<'_>,
+    ) -> impl Future<Output = Result<CommitOutcome, Error>> + Send {
+        Forward::commit(self, unit)
     }
 
     fn visit_stream<V: EventVisitor>(
@@ -443,21 +302,37 @@ impl<S: Storage> Storage for Arc<S> {
         range: ReadRange,
         visitor: V,
     ) -> impl Future<Output = Result<V, Error>> + Send {
-        (**self).visit_stream(entity_name, entity_id, range, visitor)
+        Forward::visit_stream(self, entity_name, entity_id, range, visitor)
     }
 
-    fn read_snapshot(
+    fn read_log(
         &self,
-        entity_name: &str,
-        entity_id: &str,
-    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
-        (**self).read_snapshot(entity_name, entity_id)
+        request: &LogRequest,
+    ) -> impl Future<Output = Result<LogPage, Error>> + Send {
+        Forward::read_log(self, request)
     }
 
-    fn write_snapshot(
+    fn read_document(
         &self,
-        snapshot: &Snapshot,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        (**self).write_snapshot(snapshot)
+        collection: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Document>, Error>> + Send {
+        Forward::read_document(self, collection, key)
+    }
+
+    fn list_documents(
+        &self,
+        range: &DocumentRange,
+    ) -> impl Future<Output = Result<DocumentPage, Error>> + Send {
+        Forward::list_documents(self, range)
+    }
+}
+
+/// A shared store is a store.
+impl<S: Storage> Forward for Arc<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        self
     }
 }

@@ -1,0 +1,264 @@
+//! The tables, their migrations, and opening a file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::Ctx;
+use super::error::{retry_busy, sql_error};
+use crate::error::{Error, StorageError, StorageErrorKind};
+
+/// The schema version this build writes; files with a later one are refused.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The migrations, in order: `MIGRATIONS[n]` takes a file from schema version `n` to `n + 1`.
+/// Each runs inside the one transaction that [`migrate`] opens.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    // 1: events, snapshots, and two tables reserved for views and checkpoints.
+    r#"
+CREATE TABLE ventyd_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       BLOB    NOT NULL UNIQUE CHECK (length(event_id) = 16),
+    entity_name    TEXT    NOT NULL,
+    entity_id      TEXT    NOT NULL,
+    version        INTEGER NOT NULL CHECK (version >= 1),
+    event_name     TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL,
+    body           TEXT    NOT NULL,
+    metadata       TEXT,
+    checked_schema INTEGER,
+    UNIQUE (entity_name, entity_id, version)
+) STRICT;
+
+CREATE TABLE snapshots (
+    entity_name TEXT    NOT NULL,
+    entity_id   TEXT    NOT NULL,
+    version     INTEGER NOT NULL,
+    schema_hash TEXT    NOT NULL,
+    state       TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (entity_name, entity_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE views (
+    view_name  TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    state      TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (view_name, key)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE checkpoints (
+    projection TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
+    // 2: the store's commit time on every event; keyed documents (snapshots, view rows and
+    // checkpoints are all documents now) in place of the three special tables; the store's
+    // identity for its log cursors. Events stored before have no commit time of their own: they
+    // get their creation time, the best there is.
+    r#"
+ALTER TABLE events ADD COLUMN recorded_at INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET recorded_at = created_at;
+
+CREATE TABLE documents (
+    collection TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    revision   INTEGER NOT NULL CHECK (revision >= 1),
+    body       TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (collection, key)
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO documents (collection, key, revision, body, updated_at)
+SELECT 'ventyd.snapshots/' || entity_name, entity_id, 1,
+       json_object('version', version, 'schemaHash', schema_hash,
+                   'state', CASE WHEN json_valid(state) THEN json(state) ELSE state END),
+       created_at
+FROM snapshots;
+
+DROP TABLE snapshots;
+DROP TABLE views;
+DROP TABLE checkpoints;
+
+INSERT INTO ventyd_meta (key, value) VALUES ('store_id', random() | 1);
+"#,
+];
+
+/// The tables and indexes ventyd creates; a file that has one of them without ventyd's version
+/// is someone else's, and is left alone.
+const OWN_TABLES: [&str; 6] = [
+    "ventyd_meta",
+    "events",
+    "snapshots",
+    "views",
+    "checkpoints",
+    "documents",
+];
+
+/// The store's identity, which its log cursors carry.
+pub(super) fn store_id(conn: &Connection, ctx: &Ctx) -> Result<u64, Error> {
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM ventyd_meta WHERE key = 'store_id'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|e| ctx.error("cannot read the store's identity", e))?;
+    match id {
+        Some(id) if id != 0 => Ok(id as u64),
+        _ => Err(StorageError::new(
+            StorageErrorKind::Corrupt,
+            format!(
+                "the database {} has no store identity in ventyd_meta; it was changed by hand",
+                ctx.label
+            ),
+        )
+        .into()),
+    }
+}
+
+pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
+    let label = &ctx.label;
+    let options = ctx.options;
+    let path = ctx.path.as_deref().unwrap_or(Path::new(""));
+    let fail = |e| ctx.error("cannot open", e);
+    // No SQLITE_OPEN_URI: a path is a path, even one that starts with "file:".
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    conn.busy_timeout(options.busy_timeout).map_err(fail)?;
+    // SQLite quietly opens a file it may not write read-only; say so now, not at the first
+    // append.
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
+        return Err(StorageError::new(StorageErrorKind::Unavailable, format!(
+            "cannot open: the database {label} is read-only; the process needs write access to the file and its directory"
+        ))
+        .into());
+    }
+    // The version is checked before anything is written, so that a file this build must not
+    // touch (not a database, or from a newer ventyd) is left exactly as it was.
+    let found = retry_busy(options.busy_timeout, || schema_version(&conn)).map_err(fail)?;
+    check_not_newer(found, label)?;
+
+    let mode: String = retry_busy(options.busy_timeout, || {
+        conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+    })
+    .map_err(fail)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StorageError::new(StorageErrorKind::Unsupported, format!(
+            "cannot open: the database {label} cannot use write-ahead logging (journal mode stays {mode:?}); is it on a network file system?"
+        ))
+        .into());
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON;",
+        options.synchronous.pragma()
+    ))
+    .map_err(fail)?;
+    if found < SCHEMA_VERSION {
+        migrate(&conn, label, options.busy_timeout)?;
+    }
+    Ok(conn)
+}
+
+pub(super) fn open_memory(ctx: &Ctx) -> Result<Connection, Error> {
+    let fail = |e| ctx.error("cannot open", e);
+    let conn = Connection::open_in_memory().map_err(fail)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+        .map_err(fail)?;
+    migrate(&conn, &ctx.label, ctx.options.busy_timeout)?;
+    Ok(conn)
+}
+
+/// The schema version recorded in the file; 0 for a file without ventyd's tables.
+fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'ventyd_meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_meta {
+        return Ok(0);
+    }
+    let version: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM ventyd_meta WHERE key = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    // A meta table without a version (or with a nonsensical one) cannot come from any ventyd;
+    // treating it as "too new" refuses the file without touching it.
+    Ok(version.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX)))
+}
+
+fn check_not_newer(found: u32, label: &str) -> Result<(), Error> {
+    if found > SCHEMA_VERSION {
+        let found = if found == u32::MAX {
+            "an unknown version".to_owned()
+        } else {
+            format!("version {found}")
+        };
+        return Err(StorageError::new(StorageErrorKind::Unsupported, format!(
+            "cannot open: the database {label} was written by a newer ventyd (schema {found}; this build knows up to version {SCHEMA_VERSION}); upgrade ventyd to open it"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction. The version is read again under
+/// the write lock, so a migration another process ran in the meantime is not run twice.
+fn migrate(conn: &Connection, label: &str, timeout: Duration) -> Result<(), Error> {
+    let fail = |e| sql_error(label, timeout, "cannot migrate the schema", e);
+    let tx = retry_busy(timeout, || {
+        Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+    })
+    .map_err(fail)?;
+    let found = schema_version(&tx).map_err(fail)?;
+    check_not_newer(found, label)?;
+    if found == 0 {
+        let mut taken = Vec::new();
+        for name in OWN_TABLES {
+            let exists: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?1)",
+                    [name],
+                    |row| row.get(0),
+                )
+                .map_err(fail)?;
+            if exists {
+                taken.push(name);
+            }
+        }
+        if !taken.is_empty() {
+            return Err(StorageError::invalid(format!(
+                "cannot open: the database {label} already has tables or indexes named {} that ventyd did not create; use a separate file for ventyd",
+                taken.join(", ")
+            ))
+            .into());
+        }
+    }
+    for step in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(step).map_err(fail)?;
+    }
+    tx.execute(
+        "INSERT INTO ventyd_meta (key, value) VALUES ('schema_version', ?1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [SCHEMA_VERSION],
+    )
+    .map_err(fail)?;
+    tx.commit().map_err(fail)
+}

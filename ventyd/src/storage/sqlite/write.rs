@@ -1,0 +1,486 @@
+//! Committing a unit of work: one `BEGIN IMMEDIATE` transaction that checks every expectation,
+//! recognises retries, and writes the events and documents.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::Ctx;
+use super::error::{BUSY_PAUSE, from_sql_int, is_busy, is_unique_violation, to_sql_int};
+use crate::error::{Error, StorageError};
+use crate::metadata::Metadata;
+use crate::record::NewEvent;
+use crate::storage::{
+    AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, Plan,
+    Prior, UnitOfWork, first_recorded, is_replay, plan, settle,
+};
+use crate::time::Timestamp;
+use crate::version::{ExpectedRevision, ExpectedVersion};
+
+const INSERT_EVENT: &str = "INSERT INTO events \
+    (event_id, entity_name, entity_id, version, event_name, schema_version, created_at, body, metadata, \
+    checked_schema, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+const STREAM_VERSION: &str = "SELECT version FROM events \
+    WHERE entity_name = ?1 AND entity_id = ?2 ORDER BY version DESC LIMIT 1";
+
+const EVENT_BY_ID: &str = "SELECT position, entity_name, entity_id, version, event_name, body, \
+    recorded_at FROM events WHERE event_id = ?1";
+
+/// The commit time of the newest event: later commits never go below it, so commit times never
+/// decrease in log order, even when clocks of processes sharing the file disagree.
+const LAST_RECORDED: &str = "SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1";
+
+const DOCUMENT_REVISION: &str = "SELECT revision FROM documents WHERE collection = ?1 AND key = ?2";
+
+const PUT_DOCUMENT: &str = "INSERT INTO documents (collection, key, revision, body, updated_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (collection, key) DO UPDATE SET \
+    revision = excluded.revision, body = excluded.body, updated_at = excluded.updated_at";
+
+const DELETE_DOCUMENT: &str = "DELETE FROM documents WHERE collection = ?1 AND key = ?2";
+
+/// A unit of work copied so that it can move to another thread.
+#[derive(Debug, Clone)]
+pub(super) struct OwnedUnit {
+    appends: Vec<(String, String, ExpectedVersion, Vec<NewEvent>)>,
+    documents: Vec<(String, String, ExpectedRevision, Option<String>)>,
+}
+
+impl OwnedUnit {
+    pub(super) fn new(unit: &UnitOfWork<'_>) -> Self {
+        OwnedUnit {
+            appends: unit
+                .appends()
+                .iter()
+                .map(|a| {
+                    (
+                        a.entity_name.to_owned(),
+                        a.entity_id.to_owned(),
+                        a.expected,
+                        a.events.to_vec(),
+                    )
+                })
+                .collect(),
+            documents: unit
+                .documents()
+                .iter()
+                .map(|d| {
+                    let body = match d.op {
+                        DocumentOp::Put(body) => Some(body.to_owned()),
+                        DocumentOp::Delete => None,
+                    };
+                    (d.collection.to_owned(), d.key.to_owned(), d.expected, body)
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn unit(&self) -> UnitOfWork<'_> {
+        let mut unit = UnitOfWork::new();
+        for (name, id, expected, events) in &self.appends {
+            unit.push_append(AppendRequest::new(name, id, *expected, events));
+        }
+        for (collection, key, expected, body) in &self.documents {
+            unit.push_document(match body {
+                Some(body) => DocumentWrite::put(collection, key, *expected, body),
+                None => DocumentWrite::delete(collection, key, *expected),
+            });
+        }
+        unit
+    }
+}
+
+/// Why one attempt at a commit stopped before its end (the transaction is rolled back).
+enum Failure {
+    /// The unit is refused: a conflict, a reused event id.
+    Refused(Error),
+    /// SQLite failed, a unique constraint included.
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+/// Commits `unit` on the writer connection, waiting for the file's write lock up to the busy
+/// timeout.
+pub(super) fn commit_blocking(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    unit: &UnitOfWork<'_>,
+) -> Result<CommitOutcome, Error> {
+    let action = || describe(unit);
+    let metadata = encode_metadata(unit)?;
+    let deadline = Instant::now() + ctx.options.busy_timeout;
+    // The first attempt trusts the expected versions and lets the unique constraints catch a
+    // retry; when one fires, the second attempt looks every event id up first.
+    let mut careful = false;
+    loop {
+        match commit_once(conn, ctx, unit, &metadata, careful) {
+            Ok(outcome) => return Ok(outcome),
+            Err(Failure::Sql(e)) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(BUSY_PAUSE);
+            }
+            Err(Failure::Sql(e)) if is_unique_violation(&e) && !careful => careful = true,
+            Err(Failure::Sql(e)) => return Err(ctx.error(action(), e)),
+            Err(Failure::Refused(error)) => return Err(error),
+        }
+    }
+}
+
+/// What a commit is, for error messages.
+fn describe(unit: &UnitOfWork<'_>) -> String {
+    match (unit.appends(), unit.documents()) {
+        ([one], []) => format!("cannot append to {} {:?}", one.entity_name, one.entity_id),
+        (appends, documents) => format!(
+            "cannot commit a unit of work of {} append(s) and {} document write(s)",
+            appends.len(),
+            documents.len()
+        ),
+    }
+}
+
+/// The metadata of each event as JSON text, per append. Events of one commit share one `Arc`,
+/// which is encoded once.
+fn encode_metadata(unit: &UnitOfWork<'_>) -> Result<Vec<Vec<Option<Arc<str>>>>, Error> {
+    let mut last: Option<(&Arc<Metadata>, Arc<str>)> = None;
+    let mut out = Vec::with_capacity(unit.appends().len());
+    for req in unit.appends() {
+        let mut texts = Vec::with_capacity(req.events.len());
+        for e in req.events {
+            let Some(m) = &e.metadata else {
+                texts.push(None);
+                continue;
+            };
+            match &last {
+                Some((held, text)) if Arc::ptr_eq(held, m) => texts.push(Some(text.clone())),
+                _ => {
+                    let text: Arc<str> = serde_json::to_string(&**m)
+                        .map_err(|err| {
+                            StorageError::with_source(
+                                format!(
+                                    "cannot encode the metadata of {} {:?} as JSON",
+                                    req.entity_name, req.entity_id
+                                ),
+                                err,
+                            )
+                        })?
+                        .into();
+                    texts.push(Some(text.clone()));
+                    last = Some((m, text));
+                }
+            }
+        }
+        out.push(texts);
+    }
+    Ok(out)
+}
+
+fn commit_once(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    unit: &UnitOfWork<'_>,
+    metadata: &[Vec<Option<Arc<str>>>],
+    careful: bool,
+) -> Result<CommitOutcome, Failure> {
+    // IMMEDIATE takes the write lock before anything is read, so no other writer can get
+    // between the checks and the writes.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcome = apply(&tx, ctx, unit, metadata, careful)?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// Checks and writes one unit inside a transaction (or a savepoint) that the caller holds and
+/// ends: on an error, the caller rolls back.
+fn apply(
+    tx: &Connection,
+    ctx: &Ctx,
+    unit: &UnitOfWork<'_>,
+    metadata: &[Vec<Option<Arc<str>>>],
+    careful: bool,
+) -> Result<CommitOutcome, Failure> {
+    let plans = plan_appends(tx, ctx, unit, careful)?;
+    let replay = is_replay(unit, &plans);
+
+    let mut revisions = Vec::with_capacity(unit.documents().len());
+    {
+        let mut revision = tx.prepare_cached(DOCUMENT_REVISION)?;
+        for d in unit.documents() {
+            let current: Option<i64> = revision
+                .query_row(params![d.collection, d.key], |row| row.get(0))
+                .optional()?;
+            let current = current.map(from_sql_int).transpose()?;
+            if replay {
+                revisions.push(current);
+            } else if !d.expected.matches(current) {
+                return Err(Failure::Refused(d.conflict(current)));
+            } else {
+                revisions.push(d.next_revision(current));
+            }
+        }
+    }
+    if replay {
+        // Nothing to write: the whole unit was stored by an earlier attempt.
+        let recorded_at = first_recorded(&plans).unwrap_or_else(Timestamp::now);
+        let appends = plans.into_iter().map(replayed_or_empty).collect();
+        return Ok(CommitOutcome::new(recorded_at, appends, revisions));
+    }
+
+    let last: Option<i64> = tx
+        .prepare_cached(LAST_RECORDED)?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    let recorded_at = match last {
+        Some(last) => Timestamp::now().max(Timestamp::from_millis(last)),
+        None => Timestamp::now(),
+    };
+    let at = recorded_at.as_millis();
+    let mut appends = Vec::with_capacity(plans.len());
+    {
+        let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+        for ((req, plan), metadata) in unit.appends().iter().zip(plans).zip(metadata) {
+            let (after, skip, mut places) = match plan {
+                Plan::Replayed(outcome) => {
+                    appends.push(outcome);
+                    continue;
+                }
+                Plan::Write {
+                    after,
+                    skip,
+                    stored,
+                } => (after, skip, stored),
+            };
+            places.reserve(req.events.len() - skip);
+            for (i, (e, metadata)) in req.events[skip..].iter().zip(&metadata[skip..]).enumerate() {
+                insert.execute(params![
+                    &e.event_id.as_bytes()[..],
+                    req.entity_name,
+                    req.entity_id,
+                    to_sql_int(after + i as u64 + 1)?,
+                    &*e.event_name,
+                    e.schema_version,
+                    e.event_created_at.as_millis(),
+                    &e.body,
+                    metadata.as_deref(),
+                    // Stored as the same 64 bits in a signed column.
+                    e.checked_schema.map(|h| h as i64),
+                    at,
+                ])?;
+                places.push(EventPlace::new(
+                    from_sql_int(tx.last_insert_rowid())?,
+                    recorded_at,
+                ));
+            }
+            appends.push(AppendOutcome::new(
+                after + (req.events.len() - skip) as u64,
+                places,
+            ));
+        }
+    }
+    for (d, revision) in unit.documents().iter().zip(&revisions) {
+        match (d.op, revision) {
+            (DocumentOp::Put(body), Some(revision)) => {
+                tx.prepare_cached(PUT_DOCUMENT)?.execute(params![
+                    d.collection,
+                    d.key,
+                    to_sql_int(*revision)?,
+                    body,
+                    at
+                ])?;
+            }
+            _ => {
+                tx.prepare_cached(DELETE_DOCUMENT)?
+                    .execute(params![d.collection, d.key])?;
+            }
+        }
+    }
+    Ok(CommitOutcome::new(recorded_at, appends, revisions))
+}
+
+fn replayed_or_empty(plan: Plan) -> AppendOutcome {
+    match plan {
+        Plan::Replayed(outcome) => outcome,
+        Plan::Write { after, .. } => AppendOutcome::new(after, Vec::new()),
+    }
+}
+
+/// Checks each append against its stream and finds what of it is stored already.
+fn plan_appends(
+    tx: &Connection,
+    ctx: &Ctx,
+    unit: &UnitOfWork<'_>,
+    careful: bool,
+) -> Result<Vec<Plan>, Failure> {
+    let mut plans = Vec::with_capacity(unit.appends().len());
+    let mut version = tx.prepare_cached(STREAM_VERSION)?;
+    for req in unit.appends() {
+        let actual: Option<i64> = version
+            .query_row(params![req.entity_name, req.entity_id], |row| row.get(0))
+            .optional()?;
+        let actual = actual.map_or(Ok(0), from_sql_int)?;
+        // The common case costs one index lookup: the stream is where the writer expected it,
+        // and (unless a unique constraint fires) none of its event ids is stored.
+        if !careful && req.expected.matches(actual) {
+            plans.push(Plan::Write {
+                after: actual,
+                skip: 0,
+                stored: Vec::new(),
+            });
+            continue;
+        }
+        let settled = settle(req, |id| lookup(tx, ctx, req, id)).map_err(Failure::Refused)?;
+        let plan = plan(req, settled, actual).map_err(Failure::Refused)?;
+        if let Plan::Write { skip, .. } = &plan {
+            for e in &req.events[*skip..] {
+                if let Some(prior) = lookup(tx, ctx, req, &e.event_id).map_err(Failure::Refused)? {
+                    return Err(Failure::Refused(
+                        StorageError::invalid(format!(
+                            "cannot append to {} {:?}: event id {} is already stored in {} {:?} at version {}; an event id may be used once",
+                            req.entity_name,
+                            req.entity_id,
+                            e.event_id,
+                            prior.entity_name,
+                            prior.entity_id,
+                            prior.version
+                        ))
+                        .into(),
+                    ));
+                }
+            }
+        }
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+/// What is stored under an event id.
+fn lookup(
+    tx: &Connection,
+    ctx: &Ctx,
+    req: &AppendRequest<'_>,
+    id: &Uuid,
+) -> Result<Option<Prior<'static>>, Error> {
+    let fail = |e| {
+        ctx.error(
+            format_args!("cannot append to {} {:?}", req.entity_name, req.entity_id),
+            e,
+        )
+    };
+    let mut by_id = tx.prepare_cached(EVENT_BY_ID).map_err(fail)?;
+    by_id
+        .query_row([&id.as_bytes()[..]], |row| {
+            Ok(Prior {
+                entity_name: Cow::Owned(row.get(1)?),
+                entity_id: Cow::Owned(row.get(2)?),
+                version: from_sql_int(row.get(3)?)?,
+                event_name: Cow::Owned(row.get(4)?),
+                body: Cow::Owned(row.get(5)?),
+                place: EventPlace::new(
+                    from_sql_int(row.get(0)?)?,
+                    Timestamp::from_millis(row.get(6)?),
+                ),
+            })
+        })
+        .optional()
+        .map_err(fail)
+}
+
+/// Commits several units in one transaction, each in a savepoint of its own: a unit that is
+/// refused (a conflict, a reused id) is rolled back to its savepoint and fails alone, and the
+/// others commit together, with one sync of the log for all of them. Returns one result per
+/// unit, in order.
+pub(super) fn commit_group(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    units: &[UnitOfWork<'_>],
+) -> Vec<Result<CommitOutcome, Error>> {
+    let deadline = Instant::now() + ctx.options.busy_timeout;
+    loop {
+        match group_once(conn, ctx, units) {
+            Ok(results) => return results,
+            Err(e) if is_busy(&e) && Instant::now() < deadline => std::thread::sleep(BUSY_PAUSE),
+            Err(e) => {
+                let first = ctx.error(
+                    format_args!("cannot commit a group of {} unit(s) of work", units.len()),
+                    e,
+                );
+                return copies(&first, units.len());
+            }
+        }
+    }
+}
+
+/// The same failure for each of `n` callers.
+fn copies(error: &Error, n: usize) -> Vec<Result<CommitOutcome, Error>> {
+    (0..n).map(|_| Err(copy_of(error))).collect()
+}
+
+/// A copy of a storage failure for another caller (an error is not `Clone`): its kind and
+/// message.
+fn copy_of(error: &Error) -> Error {
+    let kind = error
+        .storage_kind()
+        .unwrap_or(crate::StorageErrorKind::Other);
+    StorageError::new(kind, error.to_string()).into()
+}
+
+fn group_once(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    units: &[UnitOfWork<'_>],
+) -> rusqlite::Result<Vec<Result<CommitOutcome, Error>>> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(units.len());
+    for unit in units {
+        let metadata = match encode_metadata(unit) {
+            Ok(m) => m,
+            Err(e) => {
+                results.push(Err(e));
+                continue;
+            }
+        };
+        let mut careful = false;
+        loop {
+            // A savepoint rolls back when dropped without `commit`.
+            let sp = tx.savepoint()?;
+            match apply(&sp, ctx, unit, &metadata, careful) {
+                Ok(outcome) => {
+                    sp.commit()?;
+                    results.push(Ok(outcome));
+                    break;
+                }
+                Err(Failure::Sql(e)) if is_unique_violation(&e) && !careful => careful = true,
+                // Busy or I/O trouble: the whole group is retried or fails.
+                Err(Failure::Sql(e)) if is_busy(&e) => return Err(e),
+                Err(Failure::Sql(e)) => {
+                    drop(sp);
+                    results.push(Err(ctx.error(describe(unit), e)));
+                    break;
+                }
+                Err(Failure::Refused(error)) => {
+                    drop(sp);
+                    results.push(Err(error));
+                    break;
+                }
+            }
+        }
+    }
+    match tx.commit() {
+        Ok(()) => Ok(results),
+        Err(e) if is_busy(&e) => Err(e),
+        Err(e) => {
+            // Nothing of the group is stored; the units refused on their own keep their errors.
+            let failed = ctx.error("cannot commit a group of units of work", e);
+            Ok(results
+                .into_iter()
+                .map(|r| r.and_then(|_| Err(copy_of(&failed))))
+                .collect())
+        }
+    }
+}
