@@ -161,6 +161,9 @@ mod schema;
 mod write;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use options::{SqliteOptions, Synchronous};
 pub use schema::SCHEMA_VERSION;
 

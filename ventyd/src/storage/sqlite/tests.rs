@@ -1,0 +1,164 @@
+//! The writer thread's own tests: group commit keeps units apart, every caller gets its own
+//! outcome, and a caller's timeout ends its wait while the file is locked.
+
+use std::time::{Duration, Instant};
+
+use super::{SqliteOptions, SqliteStorage};
+use crate::id::{IdGenerator, UuidV7};
+use crate::record::NewEvent;
+use crate::storage::{AppendRequest, LogCursor, LogRequest, ReadRange, Storage};
+use crate::version::ExpectedVersion;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn event(n: usize) -> NewEvent {
+    NewEvent::new(UuidV7.event_id(), "t:n", format!(r#"{{"n":{n}}}"#))
+}
+
+#[test]
+fn concurrent_commits_are_grouped_and_each_caller_gets_its_own_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = SqliteStorage::open(dir.path().join("g.db")).await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("s{t}");
+                for i in 0..25u64 {
+                    let events = [event(i as usize)];
+                    let expected = ExpectedVersion::after(i);
+                    let out = store
+                        .append(AppendRequest::new("t", &id, expected, &events))
+                        .await
+                        .unwrap();
+                    assert_eq!(out.version, i + 1, "each caller gets its own outcome");
+                    // A stale append in the same groups fails alone.
+                    let stale = [event(99)];
+                    let err = store
+                        .append(AppendRequest::new("t", &id, expected, &stale))
+                        .await
+                        .unwrap_err();
+                    assert!(err.is_concurrency(), "{err:?}");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for t in 0..8 {
+            let events = store
+                .read_stream("t", &format!("s{t}"), ReadRange::ALL)
+                .await
+                .unwrap();
+            let ns: Vec<_> = events.iter().map(|e| e.version).collect();
+            assert_eq!(ns, (1..=25).collect::<Vec<_>>());
+            assert!(events.iter().all(|e| !e.body.contains("99")));
+        }
+        let page = store
+            .read_log(&LogRequest::new(LogCursor::START, 1_000))
+            .await
+            .unwrap();
+        assert_eq!(page.events().count(), 200);
+        let times: Vec<_> = page.events().map(|e| e.recorded_at).collect();
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "commit times never decrease"
+        );
+    });
+}
+
+#[test]
+fn a_timeout_ends_the_wait_for_a_locked_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    runtime().block_on(async {
+        let options = SqliteOptions::new().busy_timeout(Duration::from_secs(2));
+        let store = SqliteStorage::open_with(&path, options).await.unwrap();
+        // Another connection (as another process would) holds the write lock.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let events = [event(1)];
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_millis(100),
+            store.append(AppendRequest::new(
+                "t",
+                "x",
+                ExpectedVersion::NoStream,
+                &events,
+            )),
+        )
+        .await;
+        let waited = started.elapsed();
+        assert!(
+            result.is_err(),
+            "the commit cannot finish while the file is locked"
+        );
+        assert!(
+            waited < Duration::from_millis(1_000),
+            "the timeout ended the wait after {waited:?}, not the 2 s busy timeout"
+        );
+
+        // The cancelled commit still completes once the lock is free; its retry is safe.
+        other.execute_batch("COMMIT").unwrap();
+        let out = store
+            .append(AppendRequest::new(
+                "t",
+                "x",
+                ExpectedVersion::NoStream,
+                &events,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(out.version, 1);
+        let stored = store.read_stream("t", "x", ReadRange::ALL).await.unwrap();
+        assert_eq!(stored.len(), 1, "stored once");
+    });
+}
+
+#[test]
+fn a_stored_prefix_is_recognised_and_only_the_rest_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    runtime().block_on(async {
+        let store = SqliteStorage::open(dir.path().join("p.db")).await.unwrap();
+        let first = [event(1), event(2)];
+        let a = store
+            .append(AppendRequest::new(
+                "t",
+                "p",
+                ExpectedVersion::NoStream,
+                &first,
+            ))
+            .await
+            .unwrap();
+        let more = [first[0].clone(), first[1].clone(), event(3)];
+        for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any] {
+            let b = store
+                .append(AppendRequest::new("t", "p", expected, &more))
+                .await
+                .unwrap();
+            assert_eq!(b.version, 3);
+            assert_eq!(
+                b.events[..2],
+                a.events[..],
+                "the stored events keep their places"
+            );
+        }
+        assert_eq!(
+            store
+                .read_stream("t", "p", ReadRange::ALL)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+    });
+}
