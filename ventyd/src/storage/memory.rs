@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     AppendOutcome, CommitOutcome, Document, DocumentOp, DocumentPage, DocumentRange, EventPlace,
     EventVisitor, LogCursor, LogEntry, LogPage, LogRequest, Plan, Prior, ReadRange, Storage,
-    StoredEvent, UnitOfWork, first_recorded, is_replay, plan, settle,
+    StoredEvent, UnitOfWork, first_recorded, id_reused, is_replay, plan, settle,
 };
 use crate::error::Error;
 use crate::time::Timestamp;
@@ -102,15 +102,11 @@ impl MemoryStorage {
                 for e in &req.events[*skip..] {
                     if let Some(&i) = inner.ids.get(&e.event_id) {
                         let held = &inner.log[i];
-                        return Err(crate::error::StorageError::invalid(format!(
-                            "cannot append to {}: event id {} is already stored in {} {:?} at version {}; an event id may be used once",
-                            req.stream(),
-                            e.event_id,
-                            held.entity_name,
-                            held.entity_id,
-                            held.version
-                        ))
-                        .into());
+                        return Err(id_reused(
+                            req,
+                            &e.event_id,
+                            (&held.entity_name, &held.entity_id, held.version),
+                        ));
                     }
                 }
             }

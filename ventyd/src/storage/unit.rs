@@ -447,15 +447,11 @@ pub(crate) fn settle<'s>(
         }
         let here = prior.entity_name == req.entity_name && prior.entity_id == req.entity_id;
         if !here || prior.version != first_version + i as u64 {
-            return Err(StorageError::invalid(format!(
-                "cannot append to {}: event id {} is already stored in {} {:?} at version {}; an event id may be used once",
-                req.stream(),
-                e.event_id,
-                prior.entity_name,
-                prior.entity_id,
-                prior.version
-            ))
-            .into());
+            return Err(id_reused(
+                req,
+                &e.event_id,
+                (&prior.entity_name, &prior.entity_id, prior.version),
+            ));
         }
         if prior.event_name != e.event_name || !same_body(&prior.body, &e.body) {
             return Err(StorageError::invalid(format!(
@@ -476,21 +472,33 @@ pub(crate) fn settle<'s>(
     let stored = events.len();
     for e in &req.events[stored..] {
         if let Some(prior) = lookup(&e.event_id)? {
-            return Err(StorageError::invalid(format!(
-                "cannot append to {}: event id {} is already stored in {} {:?} at version {}; an event id may be used once",
-                req.stream(),
-                e.event_id,
-                prior.entity_name,
-                prior.entity_id,
-                prior.version
-            ))
-            .into());
+            return Err(id_reused(
+                req,
+                &e.event_id,
+                (&prior.entity_name, &prior.entity_id, prior.version),
+            ));
         }
     }
     Ok(Settled::Stored {
         first_version,
         events,
     })
+}
+
+/// The error for an event id of `req` that is already stored elsewhere: `held` says where.
+pub(crate) fn id_reused(
+    req: &AppendRequest<'_>,
+    event_id: &Uuid,
+    held: (&str, &str, u64),
+) -> Error {
+    StorageError::invalid(format!(
+        "cannot append to {}: event id {event_id} is already stored in {} {:?} at version {}; an event id may be used once",
+        req.stream(),
+        held.0,
+        held.1,
+        held.2
+    ))
+    .into()
 }
 
 /// The conflict error for an append that found its stream at `actual`.

@@ -415,16 +415,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
             Ok(tokio::task::block_in_place(f))
         }
-        Ok(handle) => match handle.spawn_blocking(f).await {
-            Ok(value) => Ok(value),
-            Err(e) if e.is_panic() => panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(StorageError::with_source(
-                "the SQLite work was cancelled because the runtime is shutting down",
-                e,
-            )
-            .into()),
-        },
-        Err(_) => Ok(f()),
+        _ => off_the_runtime(f).await,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::metadata::Metadata;
 use crate::record::NewEvent;
 use crate::storage::{
     AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, Plan,
-    Prior, UnitOfWork, first_recorded, is_replay, plan, settle,
+    Prior, UnitOfWork, first_recorded, id_reused, is_replay, plan, settle,
 };
 use crate::time::Timestamp;
 use crate::version::{ExpectedRevision, ExpectedVersion};
@@ -339,18 +339,11 @@ fn plan_appends(
         if let Plan::Write { skip, .. } = &plan {
             for e in &req.events[*skip..] {
                 if let Some(prior) = lookup(tx, ctx, req, &e.event_id).map_err(Failure::Refused)? {
-                    return Err(Failure::Refused(
-                        StorageError::invalid(format!(
-                            "cannot append to {} {:?}: event id {} is already stored in {} {:?} at version {}; an event id may be used once",
-                            req.entity_name,
-                            req.entity_id,
-                            e.event_id,
-                            prior.entity_name,
-                            prior.entity_id,
-                            prior.version
-                        ))
-                        .into(),
-                    ));
+                    return Err(Failure::Refused(id_reused(
+                        req,
+                        &e.event_id,
+                        (&prior.entity_name, &prior.entity_id, prior.version),
+                    )));
                 }
             }
         }
