@@ -114,10 +114,13 @@ fn with_event<T>(
 }
 
 /// A row that cannot be read, as a corrupt-data error naming where it is.
-fn corrupt(ctx: &Ctx, what: &str, position: Option<i64>, e: RowError) -> StorageError {
-    let at = match position {
-        Some(p) => format!(" at position {p}"),
-        None => String::new(),
+fn corrupt(ctx: &Ctx, what: &str, row: &Row<'_>, e: RowError) -> StorageError {
+    let position = row.get::<_, i64>(0).ok();
+    let version = row.get::<_, i64>(3).ok();
+    let at = match (version, position) {
+        (Some(v), Some(p)) => format!(" at version {v} (position {p})"),
+        (None, Some(p)) => format!(" at position {p}"),
+        _ => String::new(),
     };
     match e {
         RowError::Sql(e) => StorageError::new(
@@ -163,9 +166,8 @@ pub(super) fn visit_stream(
         .map_err(|e| ctx.error(what(), e))?;
     let mut metadata = MetadataCache::default();
     while let Some(row) = rows.next().map_err(|e| ctx.error(what(), e))? {
-        let position = row.get::<_, i64>(0).ok();
         with_event(row, entity_name, entity_id, &mut metadata, &mut sink)
-            .map_err(|e| Error::from(corrupt(ctx, &what(), position, e)))??;
+            .map_err(|e| Error::from(corrupt(ctx, &what(), row, e)))??;
     }
     Ok(())
 }
@@ -212,9 +214,7 @@ pub(super) fn read_log(
                 let (name, id) = (text(row, 10)?, text(row, 11)?);
                 with_event(row, name, id, &mut metadata, |e| Arc::new(e.to_stored()))
             })();
-            let event = event.map_err(|e| {
-                CorruptEvent::new(position, corrupt(ctx, what, Some(raw_position), e))
-            });
+            let event = event.map_err(|e| CorruptEvent::new(position, corrupt(ctx, what, row, e)));
             entries.push(LogEntry::new(cursor(position), event));
         }
         drop(rows);

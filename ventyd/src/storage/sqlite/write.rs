@@ -398,29 +398,43 @@ pub(super) fn commit_group(
         match group_once(conn, ctx, units) {
             Ok(results) => return results,
             Err(e) if is_busy(&e) && Instant::now() < deadline => std::thread::sleep(BUSY_PAUSE),
-            Err(e) => {
-                let first = ctx.error(
-                    format_args!("cannot commit a group of {} unit(s) of work", units.len()),
-                    e,
-                );
-                return copies(&first, units.len());
-            }
+            Err(e) => return each_unit(ctx, units, e),
         }
     }
 }
 
-/// The same failure for each of `n` callers.
-fn copies(error: &Error, n: usize) -> Vec<Result<CommitOutcome, Error>> {
-    (0..n).map(|_| Err(copy_of(error))).collect()
-}
-
-/// A copy of a storage failure for another caller (an error is not `Clone`): its kind and
-/// message.
-fn copy_of(error: &Error) -> Error {
-    let kind = error
-        .storage_kind()
-        .unwrap_or(crate::StorageErrorKind::Other);
-    StorageError::new(kind, error.to_string()).into()
+/// One SQLite failure of a whole group, as each unit's own error: the same kind and reason,
+/// each saying what its unit was (an error is not `Clone`, and a caller wants its own
+/// entity named).
+fn each_unit(
+    ctx: &Ctx,
+    units: &[UnitOfWork<'_>],
+    e: rusqlite::Error,
+) -> Vec<Result<CommitOutcome, Error>> {
+    let Some(first) = units.first() else {
+        return Vec::new();
+    };
+    let head = describe(first);
+    let failed = ctx.error(&head, e);
+    let (kind, reason) = match &failed {
+        Error::Storage(s) => (
+            s.kind(),
+            s.context()
+                .strip_prefix(head.as_str())
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        _ => (crate::StorageErrorKind::Other, String::new()),
+    };
+    let mut out = vec![Err(failed)];
+    for unit in &units[1..] {
+        out.push(Err(StorageError::new(
+            kind,
+            format!("{}{reason}", describe(unit)),
+        )
+        .into()));
+    }
+    out
 }
 
 fn group_once(
@@ -469,10 +483,10 @@ fn group_once(
         Err(e) if is_busy(&e) => Err(e),
         Err(e) => {
             // Nothing of the group is stored; the units refused on their own keep their errors.
-            let failed = ctx.error("cannot commit a group of units of work", e);
             Ok(results
                 .into_iter()
-                .map(|r| r.and_then(|_| Err(copy_of(&failed))))
+                .zip(each_unit(ctx, units, e))
+                .map(|(result, failed)| result.and(failed))
                 .collect())
         }
     }
