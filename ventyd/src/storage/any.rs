@@ -145,8 +145,8 @@ impl AnyStorage {
     /// | URL | store |
     /// |---|---|
     /// | `memory:` | a new [`MemoryStorage`] |
-    /// | `sqlite::memory:` | [`SqliteStorage::in_memory`](crate::SqliteStorage::in_memory) |
-    /// | `sqlite://PATH`, `sqlite:PATH` | [`SqliteStorage::open_with`](crate::SqliteStorage::open_with) on `PATH` (`sqlite:///abs/app.db` is `/abs/app.db`, `sqlite://app.db` is `app.db` in the working directory) |
+    /// | `sqlite::memory:` | `SqliteStorage::in_memory` (feature `sqlite`) |
+    /// | `sqlite://PATH`, `sqlite:PATH` | `SqliteStorage::open_with` on `PATH` (`sqlite:///abs/app.db` is `/abs/app.db`, `sqlite://app.db` is `app.db` in the working directory) |
     ///
     /// A SQLite URL takes options after `?`, separated by `&`: `synchronous=full|normal`,
     /// `busy_timeout_ms=N`, `readers=N`. The path is taken as written (no percent-decoding).

@@ -123,13 +123,13 @@
 //!
 //! [`Storage::read_stream`] and [`Storage::read_log`] build `Arc<StoredEvent>`s on the thread
 //! that reads them, like the memory store's. [`Storage::visit_stream`], which repositories load
-//! entities with, hands each row to the visitor as a borrowed [`EventRef`] instead, so an event
+//! entities with, hands each row to the visitor as a borrowed [`EventRef`](crate::storage::EventRef) instead, so an event
 //! is decoded straight from SQLite's row buffer and nothing is copied that the entity does not
 //! keep.
 //!
 //! # Errors
 //!
-//! Every failure is a [`StorageError`](crate::StorageError) of the kind that fits (busy,
+//! Every failure is a [`StorageError`] of the kind that fits (busy,
 //! unavailable, corrupt, unsupported, invalid request) that says what was being done and names
 //! the file and, where there is one, the entity: a file that is not a database or is corrupt, a
 //! path that cannot be created, a read-only database, a lock held past the timeout. A failed

@@ -24,7 +24,7 @@ impl Synchronous {
     }
 }
 
-/// Options for [`SqliteStorage::open_with`].
+/// Options for [`SqliteStorage::open_with`](super::SqliteStorage::open_with).
 ///
 /// ```
 /// use std::time::Duration;
