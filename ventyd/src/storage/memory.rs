@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     AppendOutcome, CommitOutcome, Document, DocumentOp, DocumentPage, DocumentRange, EventPlace,
     EventVisitor, LogCursor, LogEntry, LogPage, LogRequest, Plan, Prior, ReadRange, Storage,
-    StoredEvent, UnitOfWork, first_recorded, id_reused, is_replay, plan, settle,
+    StoredEvent, UnitOfWork, check_guards, first_recorded, id_reused, is_replay, plan, settle,
 };
 use crate::error::Error;
 use crate::time::Timestamp;
@@ -113,6 +113,7 @@ impl MemoryStorage {
             plans.push(plan);
         }
         let replay = is_replay(unit, &plans);
+        check_guards(unit, &plans, replay)?;
         let mut revisions = Vec::with_capacity(unit.documents().len());
         for d in unit.documents() {
             let current = inner
@@ -133,13 +134,7 @@ impl MemoryStorage {
             let recorded_at = first_recorded(&plans)
                 .or(inner.last_recorded)
                 .unwrap_or_else(Timestamp::now);
-            let appends = plans
-                .into_iter()
-                .map(|p| match p {
-                    Plan::Replayed(o) => o,
-                    Plan::Write { after, .. } => AppendOutcome::new(after, Vec::new()),
-                })
-                .collect();
+            let appends = plans.into_iter().map(Plan::into_unwritten).collect();
             return Ok(CommitOutcome::new(recorded_at, appends, revisions));
         }
 
@@ -148,8 +143,8 @@ impl MemoryStorage {
         let mut appends = Vec::with_capacity(plans.len());
         for (req, plan) in unit.appends().iter().zip(plans) {
             let (after, skip, mut places) = match plan {
-                Plan::Replayed(outcome) => {
-                    appends.push(outcome);
+                Plan::Replayed(_) | Plan::Guard { .. } => {
+                    appends.push(plan.into_unwritten());
                     continue;
                 }
                 Plan::Write {

@@ -50,7 +50,9 @@ pub use sqlite::SqliteStorage;
 pub use unit::{
     AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, UnitOfWork,
 };
-pub(crate) use unit::{Plan, Prior, first_recorded, id_reused, is_replay, plan, settle};
+pub(crate) use unit::{
+    Plan, Prior, check_guards, first_recorded, id_reused, is_replay, plan, settle,
+};
 
 /// Which part of a stream to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,8 +111,13 @@ impl Default for ReadRange {
 ///   after a commit whose outcome was lost), only the rest are appended, right after the stored
 ///   ones; if another writer appended in between, it is a conflict, which a reload settles. A
 ///   unit whose every non-empty append is such a full retry is a retry as a whole: its document
-///   writes are not applied again. An event id stored anywhere else, or with other content, is
-///   refused ([`InvalidRequest`](crate::StorageErrorKind::InvalidRequest)).
+///   writes and its appends of no events (guards on a stream's version) are not checked or
+///   applied again, since they held when the unit was committed. A unit that appends anything
+///   new is checked in full, documents included: a retry with one more event whose document
+///   expectations no longer hold is a conflict, which a reload settles. An event id stored
+///   anywhere else, or with other content, is refused
+///   ([`InvalidRequest`](crate::StorageErrorKind::InvalidRequest)).
+/// - The events of one unit get increasing positions in the order the unit holds them.
 ///
 /// **Reads.**
 /// - [`visit_stream`](Storage::visit_stream) lends one stream's events in version order.

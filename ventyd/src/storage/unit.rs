@@ -523,6 +523,40 @@ pub(crate) enum Plan {
     },
     /// Everything is stored already: a retry of a commit that succeeded.
     Replayed(AppendOutcome),
+    /// An append of no events (a guard on the stream's version) whose stream is at `actual`,
+    /// which its expectation refuses. The unit fails on it unless the unit is a retry of one
+    /// that was committed ([`check_guards`]): a guard held when the unit was first committed,
+    /// and the stream may have moved on since.
+    Guard { actual: u64 },
+}
+
+impl Plan {
+    /// What an append that writes nothing reports: a replay's stored outcome, or the stream's
+    /// version.
+    pub(crate) fn into_unwritten(self) -> AppendOutcome {
+        match self {
+            Plan::Replayed(outcome) => outcome,
+            Plan::Write { after, .. } => AppendOutcome::new(after, Vec::new()),
+            Plan::Guard { actual } => AppendOutcome::new(actual, Vec::new()),
+        }
+    }
+}
+
+/// Fails a unit that is not a retry on the first guard its stream refused.
+pub(crate) fn check_guards(
+    unit: &UnitOfWork<'_>,
+    plans: &[Plan],
+    replay: bool,
+) -> Result<(), Error> {
+    if replay {
+        return Ok(());
+    }
+    for (req, plan) in unit.appends().iter().zip(plans) {
+        if let Plan::Guard { actual } = plan {
+            return Err(stream_conflict(req, *actual));
+        }
+    }
+    Ok(())
 }
 
 /// Decides what to do with an append: a conflict, a replay, or the events still to write.
@@ -530,6 +564,9 @@ pub(crate) fn plan(req: &AppendRequest<'_>, settled: Settled, actual: u64) -> Re
     match settled {
         Settled::Fresh => {
             if !req.expected.matches(actual) {
+                if req.events.is_empty() {
+                    return Ok(Plan::Guard { actual });
+                }
                 return Err(stream_conflict(req, actual));
             }
             Ok(Plan::Write {
@@ -570,7 +607,7 @@ pub(crate) fn is_replay(unit: &UnitOfWork<'_>, plans: &[Plan]) -> bool {
         }
         match plan {
             Plan::Replayed(_) => any = true,
-            Plan::Write { .. } => return false,
+            Plan::Write { .. } | Plan::Guard { .. } => return false,
         }
     }
     any
@@ -580,6 +617,6 @@ pub(crate) fn is_replay(unit: &UnitOfWork<'_>, plans: &[Plan]) -> bool {
 pub(crate) fn first_recorded(plans: &[Plan]) -> Option<Timestamp> {
     plans.iter().find_map(|p| match p {
         Plan::Replayed(o) => o.events.first().map(|e| e.recorded_at),
-        Plan::Write { .. } => None,
+        Plan::Write { .. } | Plan::Guard { .. } => None,
     })
 }

@@ -160,6 +160,7 @@ macro_rules! __storage_conformance_cases {
                 a_retry_after_another_writer_appended_is_recognised,
                 a_lost_outcome_then_one_more_event_appends_only_the_new_one,
                 a_lost_outcome_after_another_writer_appended_conflicts,
+                a_retried_unit_whose_guarded_stream_moved_is_still_a_retry,
                 // units.rs
                 a_unit_commits_streams_of_different_entity_names_atomically,
                 a_conflict_on_one_append_stores_nothing_of_the_unit,

@@ -333,3 +333,58 @@ pub async fn a_lost_outcome_after_another_writer_appended_conflicts<S: Storage>(
         "a plain retry of the lost commit must still return its stored outcome"
     );
 }
+
+/// A unit that guards one stream (an append of no events) and appends to another, retried after
+/// its outcome was lost and after the guarded stream moved on: still a retry of a unit that was
+/// committed, not a conflict (the guard held when it was committed). What `Batch` sends for an
+/// entity it only read.
+pub async fn a_retried_unit_whose_guarded_stream_moved_is_still_a_retry<S: Storage>(store: &S) {
+    let id = unique_id("guard-retry");
+    let guarded = format!("{id}/guarded");
+    let g = numbered(&guarded, 0, 1);
+    append_ok(store, (ENTITY, &guarded), ExpectedVersion::NoStream, &g).await;
+    let e = numbered(&id, 0, 2);
+    let unit = UnitOfWork::new()
+        .append(AppendRequest::new(
+            ENTITY,
+            &guarded,
+            ExpectedVersion::Exact(1),
+            &[],
+        ))
+        .append(AppendRequest::new(
+            ENTITY,
+            &id,
+            ExpectedVersion::NoStream,
+            &e,
+        ));
+    let first = commit_ok(store, "the guarded unit", &unit).await;
+    let more = numbered(&guarded, 1, 1);
+    append_ok(store, (ENTITY, &guarded), ExpectedVersion::Exact(1), &more).await;
+
+    let again = commit_ok(store, "the retry after the guarded stream moved", &unit).await;
+    assert_eq!(
+        again.appends[1], first.appends[1],
+        "the retry must report the stored outcome of the appended stream"
+    );
+    check_stream(store, "after the retry", (ENTITY, &id), &e).await;
+
+    // A new unit with the same stale guard is refused.
+    let fresh = numbered(&id, 2, 1);
+    let stale = UnitOfWork::new()
+        .append(AppendRequest::new(
+            ENTITY,
+            &guarded,
+            ExpectedVersion::Exact(1),
+            &[],
+        ))
+        .append(AppendRequest::new(
+            ENTITY,
+            &id,
+            ExpectedVersion::Exact(2),
+            &fresh,
+        ));
+    let ctx = "a new unit whose guard no longer holds";
+    let err = commit_err(store, ctx, &stale).await;
+    assert_conflict(ctx, &err, (ENTITY, &guarded), ExpectedVersion::Exact(1), 2);
+    check_stream(store, "after the refused unit", (ENTITY, &id), &e).await;
+}

@@ -15,7 +15,7 @@ use crate::metadata::Metadata;
 use crate::record::NewEvent;
 use crate::storage::{
     AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, Plan,
-    Prior, UnitOfWork, first_recorded, id_reused, is_replay, plan, settle,
+    Prior, UnitOfWork, check_guards, first_recorded, id_reused, is_replay, plan, settle,
 };
 use crate::time::Timestamp;
 use crate::version::{ExpectedRevision, ExpectedVersion};
@@ -207,6 +207,7 @@ fn apply(
 ) -> Result<CommitOutcome, Failure> {
     let plans = plan_appends(tx, ctx, unit, careful)?;
     let replay = is_replay(unit, &plans);
+    check_guards(unit, &plans, replay).map_err(Failure::Refused)?;
 
     let mut revisions = Vec::with_capacity(unit.documents().len());
     {
@@ -228,7 +229,7 @@ fn apply(
     if replay {
         // Nothing to write: the whole unit was stored by an earlier attempt.
         let recorded_at = first_recorded(&plans).unwrap_or_else(Timestamp::now);
-        let appends = plans.into_iter().map(replayed_or_empty).collect();
+        let appends = plans.into_iter().map(Plan::into_unwritten).collect();
         return Ok(CommitOutcome::new(recorded_at, appends, revisions));
     }
 
@@ -246,8 +247,8 @@ fn apply(
         let mut insert = tx.prepare_cached(INSERT_EVENT)?;
         for ((req, plan), metadata) in unit.appends().iter().zip(plans).zip(metadata) {
             let (after, skip, mut places) = match plan {
-                Plan::Replayed(outcome) => {
-                    appends.push(outcome);
+                Plan::Replayed(_) | Plan::Guard { .. } => {
+                    appends.push(plan.into_unwritten());
                     continue;
                 }
                 Plan::Write {
@@ -301,13 +302,6 @@ fn apply(
         }
     }
     Ok(CommitOutcome::new(recorded_at, appends, revisions))
-}
-
-fn replayed_or_empty(plan: Plan) -> AppendOutcome {
-    match plan {
-        Plan::Replayed(outcome) => outcome,
-        Plan::Write { after, .. } => AppendOutcome::new(after, Vec::new()),
-    }
 }
 
 /// Checks each append against its stream and finds what of it is stored already.
