@@ -29,9 +29,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::Deserialize;
+use ventyd::ExpectedVersion;
 use ventyd::prelude::*;
 use ventyd::storage::sqlite::{SqliteOptions, Synchronous};
-use ventyd::storage::{AppendRequest, ExpectedVersion, NewEvent, ReadRange};
+use ventyd::storage::{AppendRequest, NewEvent, ReadRange};
 use ventyd::{IdGenerator, SqliteStorage, Timestamp, Uuid, UuidV7};
 
 mod common;
@@ -394,6 +395,97 @@ fn commits(c: &mut Criterion) {
     }
 }
 
+// ---- group commit ----
+
+/// How many tasks commit at once in the group-commit benchmark.
+const TASKS: usize = 8;
+
+/// Eight tasks, each committing one event at a time to its own entity, with
+/// `synchronous=FULL`: one iteration is one commit by each task (eight commits). The baseline
+/// commits the same eight events through rusqlite, each in its own transaction, one after the
+/// other on one connection (the fastest a per-transaction writer gets: connections of their
+/// own would only wait for each other's lock).
+fn group_commits(c: &mut Criterion) {
+    let multi = multi_rt();
+    let mut g = c.benchmark_group(format!("sqlite_group_commit_{TASKS}_tasks_FULL"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let raw_path = dir.path().join("raw.db");
+    drop(
+        multi
+            .block_on(SqliteStorage::open_with(
+                &raw_path,
+                options(Synchronous::Full),
+            ))
+            .expect("open"),
+    );
+    let mut conn = raw_connection(&raw_path, Synchronous::Full);
+    let mut raw_versions = [0u64; TASKS];
+    g.bench_function(
+        format!("baseline: rusqlite, {TASKS} commits one after another"),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let events: Vec<_> = (0..TASKS).map(|_| raw_events(1)).collect();
+                    let start = Instant::now();
+                    for (t, events) in events.iter().enumerate() {
+                        raw_versions[t] = raw_append(
+                            &mut conn,
+                            &format!("t{t}"),
+                            raw_versions[t],
+                            black_box(events),
+                        );
+                    }
+                    spent += start.elapsed();
+                }
+                spent
+            })
+        },
+    );
+
+    let store = multi
+        .block_on(SqliteStorage::open_with(
+            dir.path().join("group.db"),
+            options(Synchronous::Full),
+        ))
+        .expect("open");
+    let versions: Arc<Vec<AtomicU64>> = Arc::new((0..TASKS).map(|_| AtomicU64::new(0)).collect());
+    g.bench_function(
+        format!("ventyd: {TASKS} tasks, Storage::append each"),
+        |b| {
+            b.iter_custom(|iters| {
+                let (store, versions) = (store.clone(), versions.clone());
+                multi.block_on(async move {
+                    let start = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|t| {
+                            let (store, versions) = (store.clone(), versions.clone());
+                            tokio::spawn(async move {
+                                let id = format!("t{t}");
+                                for _ in 0..iters {
+                                    let events = new_events(1);
+                                    let expected =
+                                        ExpectedVersion::after(versions[t].load(Ordering::Relaxed));
+                                    let outcome = store
+                                        .append(AppendRequest::new("user", &id, expected, &events))
+                                        .await
+                                        .expect("append");
+                                    versions[t].store(outcome.version, Ordering::Relaxed);
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.expect("task");
+                    }
+                    start.elapsed()
+                })
+            })
+        },
+    );
+    g.finish();
+}
+
 // ---- loading ----
 
 const LOAD_EVENTS: usize = 10_000;
@@ -489,5 +581,5 @@ fn loads(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, commits, loads);
+criterion_group!(benches, commits, group_commits, loads);
 criterion_main!(benches);
