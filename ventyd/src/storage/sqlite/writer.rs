@@ -7,13 +7,16 @@
 //! still complete; its retry is safe (the store recognises events it already holds).
 //!
 //! Group commit: the thread takes the first waiting unit, then every unit that queued behind it
-//! (up to [`MAX_GROUP`]), and writes them in one transaction, each unit in a savepoint of its
+//! (up to [`MAX_GROUP`]; when the last group held several units, it waits up to a quarter of
+//! that group's write time, at most [`MAX_GATHER`], for as many again), and writes them in one
+//! transaction, each unit in a savepoint of its
 //! own, so that a conflict fails only its own unit, and each caller gets its own outcome. With
 //! `synchronous=FULL` one sync of the log then serves the whole group.
 
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -25,6 +28,10 @@ use crate::storage::CommitOutcome;
 
 /// The most units one transaction takes.
 const MAX_GROUP: usize = 256;
+
+/// The longest a group waits for callers that committed together last time (a quarter of the
+/// last group's write time, at most this).
+const MAX_GATHER: Duration = Duration::from_micros(250);
 
 struct Job {
     unit: OwnedUnit,
@@ -93,19 +100,34 @@ impl Drop for Writer {
 }
 
 fn run(mut conn: Connection, ctx: &Ctx, jobs: &mpsc::Receiver<Job>) {
+    // How many units the last group held and how long it took to write: when callers were
+    // committing together, the next group waits a moment for them (callers re-queue right after
+    // their answer, one by one; without the wait, groups alternate between one unit and all the
+    // others, and each pays a sync of its own).
+    let mut last_size = 1;
+    let mut last_took = Duration::ZERO;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
+        let gather_until = Instant::now() + (last_took / 4).min(MAX_GATHER);
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
                 Ok(job) => group.push(job),
+                Err(mpsc::TryRecvError::Empty)
+                    if group.len() < last_size && Instant::now() < gather_until =>
+                {
+                    std::thread::yield_now();
+                }
                 Err(_) => break,
             }
         }
+        let started = Instant::now();
         // A caller that stopped waiting still has its unit written: it may have been sent
         // before the caller gave up, and the caller cannot know.
         let units: Vec<_> = group.iter().map(|job| job.unit.unit()).collect();
         let results = commit_group(&mut conn, ctx, &units);
         drop(units);
+        last_size = group.len();
+        last_took = started.elapsed();
         for (job, result) in group.into_iter().zip(results) {
             let _ = job.reply.send(result);
         }
