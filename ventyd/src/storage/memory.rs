@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     AppendOutcome, CommitOutcome, Document, DocumentOp, DocumentPage, DocumentRange, EventPlace,
     EventVisitor, LogCursor, LogEntry, LogPage, LogRequest, Plan, Prior, ReadRange, Storage,
-    StoredEvent, UnitOfWork, check_guards, first_recorded, id_reused, is_replay, plan, settle,
+    StoredEvent, UnitOfWork, check_guards, first_recorded, is_replay, plan, settle,
 };
 use crate::error::Error;
 use crate::time::Timestamp;
@@ -97,20 +97,7 @@ impl MemoryStorage {
                 }))
             })?;
             let actual = stream_len(inner, req.entity_name, req.entity_id);
-            let plan = plan(req, settled, actual)?;
-            if let Plan::Write { skip, .. } = &plan {
-                for e in &req.events[*skip..] {
-                    if let Some(&i) = inner.ids.get(&e.event_id) {
-                        let held = &inner.log[i];
-                        return Err(id_reused(
-                            req,
-                            &e.event_id,
-                            (&held.entity_name, &held.entity_id, held.version),
-                        ));
-                    }
-                }
-            }
-            plans.push(plan);
+            plans.push(plan(req, settled, actual)?);
         }
         let replay = is_replay(unit, &plans);
         check_guards(unit, &plans, replay)?;

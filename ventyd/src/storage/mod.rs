@@ -50,9 +50,7 @@ pub use sqlite::SqliteStorage;
 pub use unit::{
     AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, UnitOfWork,
 };
-pub(crate) use unit::{
-    Plan, Prior, check_guards, first_recorded, id_reused, is_replay, plan, settle,
-};
+pub(crate) use unit::{Plan, Prior, check_guards, first_recorded, is_replay, plan, settle};
 
 /// Which part of a stream to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -260,11 +260,8 @@ impl<'a> UnitOfWork<'a> {
                     ))
                     .into());
                 }
-                let fresh = if a.events.len() == 1 && single {
-                    true
-                } else {
-                    ids.insert(e.event_id)
-                };
+                // A unit of one event cannot repeat an id: no set is built for it.
+                let fresh = (single && a.events.len() == 1) || ids.insert(e.event_id);
                 if !fresh {
                     return Err(StorageError::invalid(format!(
                         "event id {} appears twice in the unit of work (in {}); an event id may be used once",
@@ -431,15 +428,18 @@ pub(crate) fn same_body(stored: &str, sent: &str) -> bool {
 /// more events before the retry, the request holds the stored events first and then the new
 /// ones: the stored ones are recognised (same stream, consecutive versions, same names and
 /// bodies) and the store appends only the rest. An event id stored anywhere else, or with other
-/// content, is refused.
+/// content, is refused; so is any event id after the stored prefix that is stored at all.
 pub(crate) fn settle<'s>(
     req: &AppendRequest<'_>,
     mut lookup: impl FnMut(&Uuid) -> Result<Option<Prior<'s>>, Error>,
 ) -> Result<Settled, Error> {
     let mut first_version = 0;
     let mut events = Vec::new();
+    // The events after the stored prefix, from the first one whose id is not stored.
+    let mut rest = req.events.len();
     for (i, e) in req.events.iter().enumerate() {
         let Some(prior) = lookup(&e.event_id)? else {
+            rest = i + 1;
             break;
         };
         if i == 0 {
@@ -466,11 +466,8 @@ pub(crate) fn settle<'s>(
         }
         events.push(prior.place);
     }
-    if events.is_empty() {
-        return Ok(Settled::Fresh);
-    }
-    let stored = events.len();
-    for e in &req.events[stored..] {
+    // No event after the prefix may be stored anywhere.
+    for e in &req.events[rest.min(req.events.len())..] {
         if let Some(prior) = lookup(&e.event_id)? {
             return Err(id_reused(
                 req,
@@ -479,6 +476,9 @@ pub(crate) fn settle<'s>(
             ));
         }
     }
+    if events.is_empty() {
+        return Ok(Settled::Fresh);
+    }
     Ok(Settled::Stored {
         first_version,
         events,
@@ -486,11 +486,7 @@ pub(crate) fn settle<'s>(
 }
 
 /// The error for an event id of `req` that is already stored elsewhere: `held` says where.
-pub(crate) fn id_reused(
-    req: &AppendRequest<'_>,
-    event_id: &Uuid,
-    held: (&str, &str, u64),
-) -> Error {
+fn id_reused(req: &AppendRequest<'_>, event_id: &Uuid, held: (&str, &str, u64)) -> Error {
     StorageError::invalid(format!(
         "cannot append to {}: event id {event_id} is already stored in {} {:?} at version {}; an event id may be used once",
         req.stream(),

@@ -15,7 +15,7 @@ use crate::metadata::Metadata;
 use crate::record::NewEvent;
 use crate::storage::{
     AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, Plan,
-    Prior, UnitOfWork, check_guards, first_recorded, id_reused, is_replay, plan, settle,
+    Prior, UnitOfWork, check_guards, first_recorded, is_replay, plan, settle,
 };
 use crate::time::Timestamp;
 use crate::version::{ExpectedRevision, ExpectedVersion};
@@ -30,8 +30,7 @@ const STREAM_VERSION: &str = "SELECT version FROM events \
 const EVENT_BY_ID: &str = "SELECT position, entity_name, entity_id, version, event_name, body, \
     recorded_at FROM events WHERE event_id = ?1";
 
-/// The commit time of the newest event: later commits never go below it, so commit times never
-/// decrease in log order, even when clocks of processes sharing the file disagree.
+/// The commit time of the newest event (see [`commit_time`]).
 const LAST_RECORDED: &str = "SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1";
 
 const DOCUMENT_REVISION: &str = "SELECT revision FROM documents WHERE collection = ?1 AND key = ?2";
@@ -191,19 +190,35 @@ fn commit_once(
     // IMMEDIATE takes the write lock before anything is read, so no other writer can get
     // between the checks and the writes.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let outcome = apply(&tx, ctx, unit, metadata, careful)?;
+    let recorded_at = commit_time(&tx)?;
+    let outcome = apply(&tx, ctx, unit, metadata, careful, recorded_at)?;
     tx.commit()?;
     Ok(outcome)
 }
 
-/// Checks and writes one unit inside a transaction (or a savepoint) that the caller holds and
-/// ends: on an error, the caller rolls back.
+/// The commit time of a transaction: the clock, but never below the newest stored commit time,
+/// so commit times never decrease in log order even when the clocks of processes sharing the
+/// file disagree. Read once per transaction: every unit of a group commits together.
+fn commit_time(tx: &Connection) -> rusqlite::Result<Timestamp> {
+    let last: Option<i64> = tx
+        .prepare_cached(LAST_RECORDED)?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    Ok(match last {
+        Some(last) => Timestamp::now().max(Timestamp::from_millis(last)),
+        None => Timestamp::now(),
+    })
+}
+
+/// Checks and writes one unit, committed at `recorded_at`, inside a transaction (or a
+/// savepoint) that the caller holds and ends: on an error, the caller rolls back.
 fn apply(
     tx: &Connection,
     ctx: &Ctx,
     unit: &UnitOfWork<'_>,
     metadata: &[Vec<Option<Arc<str>>>],
     careful: bool,
+    recorded_at: Timestamp,
 ) -> Result<CommitOutcome, Failure> {
     let plans = plan_appends(tx, ctx, unit, careful)?;
     let replay = is_replay(unit, &plans);
@@ -233,14 +248,6 @@ fn apply(
         return Ok(CommitOutcome::new(recorded_at, appends, revisions));
     }
 
-    let last: Option<i64> = tx
-        .prepare_cached(LAST_RECORDED)?
-        .query_row([], |row| row.get(0))
-        .optional()?;
-    let recorded_at = match last {
-        Some(last) => Timestamp::now().max(Timestamp::from_millis(last)),
-        None => Timestamp::now(),
-    };
     let at = recorded_at.as_millis();
     let mut appends = Vec::with_capacity(plans.len());
     {
@@ -329,19 +336,7 @@ fn plan_appends(
             continue;
         }
         let settled = settle(req, |id| lookup(tx, ctx, req, id)).map_err(Failure::Refused)?;
-        let plan = plan(req, settled, actual).map_err(Failure::Refused)?;
-        if let Plan::Write { skip, .. } = &plan {
-            for e in &req.events[*skip..] {
-                if let Some(prior) = lookup(tx, ctx, req, &e.event_id).map_err(Failure::Refused)? {
-                    return Err(Failure::Refused(id_reused(
-                        req,
-                        &e.event_id,
-                        (&prior.entity_name, &prior.entity_id, prior.version),
-                    )));
-                }
-            }
-        }
-        plans.push(plan);
+        plans.push(plan(req, settled, actual).map_err(Failure::Refused)?);
     }
     Ok(plans)
 }
@@ -437,6 +432,7 @@ fn group_once(
     units: &[UnitOfWork<'_>],
 ) -> rusqlite::Result<Vec<Result<CommitOutcome, Error>>> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let recorded_at = commit_time(&tx)?;
     let mut results = Vec::with_capacity(units.len());
     for unit in units {
         let metadata = match encode_metadata(unit) {
@@ -450,7 +446,7 @@ fn group_once(
         loop {
             // A savepoint rolls back when dropped without `commit`.
             let sp = tx.savepoint()?;
-            match apply(&sp, ctx, unit, &metadata, careful) {
+            match apply(&sp, ctx, unit, &metadata, careful, recorded_at) {
                 Ok(outcome) => {
                     sp.commit()?;
                     results.push(Ok(outcome));
