@@ -67,13 +67,23 @@
 //!
 //! # Concurrency
 //!
-//! Within a process, a file store's commits go to one **writer thread**, which owns the
-//! connection that writes. Callers queue their unit of work and wait for the answer
-//! asynchronously: a caller's timeout or a dropped future ends the wait at once, even while
-//! another process holds the file's lock, because the thread, not the caller's worker, waits
-//! out the busy timeout. A commit whose caller stopped waiting may still complete (it may
-//! already have been written when the caller gave up, and the caller cannot know); a retry of
-//! it is safe, because the store recognises events it already holds.
+//! Within a process, a file store's commits go to one **writer thread**, which owns the turn
+//! to write. Callers queue their unit of work and wait for the answer asynchronously: a
+//! caller's timeout or a dropped future ends the wait at once, even while another process
+//! holds the file's lock, because the thread, not the caller's worker, waits out the busy
+//! timeout. A commit whose caller stopped waiting may still complete (it may already have been
+//! written when the caller gave up, and the caller cannot know); a retry of it is safe, because
+//! the store recognises events it already holds.
+//!
+//! A **lone commit** (no other commit of the store in flight in this process) skips the queue
+//! when the file's write lock is free at that moment: on the multi-threaded runtime it commits
+//! in `block_in_place` on the caller's own thread, and on a current-thread runtime with
+//! [`Synchronous::Normal`] inline (such a commit takes about as long as the hand-off to the
+//! thread and back would). It never waits for the lock there: the connection's busy timeout is
+//! zero for the try, and when another process holds the lock, nothing is written and the unit
+//! goes to the queue. So a caller's timeout still ends every wait for a lock, and a single
+//! committer pays no thread hand-off. With `FULL` on a current-thread runtime every commit
+//! goes to the queue, which keeps the runtime free while the log is synced.
 //!
 //! The writer **group-commits**: it takes the first waiting unit and every unit queued behind
 //! it, and writes them in one transaction, each unit in a savepoint of its own, so a conflict
@@ -105,8 +115,8 @@
 //!
 //! # Blocking work
 //!
-//! SQLite calls block. Commits run on the writer thread (above). Reads never wait for a lock
-//! in WAL mode, so they run where they cost least:
+//! SQLite calls block. Commits run on the writer thread or, alone, in place (above). Reads
+//! never wait for a lock in WAL mode, so they run where they cost least:
 //!
 //! - on the multi-threaded runtime (what `#[tokio::main]` starts) in `block_in_place`: tokio
 //!   first hands the worker's queued tasks to another thread, then the read runs on the
@@ -116,10 +126,16 @@
 //! - outside tokio, on the calling thread.
 //!
 //! A hand-off to another thread costs a thread wake-up in each direction (tens of microseconds
-//! on the virtual machine measured: with `synchronous=NORMAL` a commit through rusqlite alone
-//! took 28.6 µs, `block_in_place` 30.8 µs, a dedicated thread fed by a channel 68 µs), more than
-//! a commit without a sync. Commits pay it anyway, for cancellation and group commit; see
-//! `docs/benchmarks.md` for what it costs against raw rusqlite, one committer and eight.
+//! on the virtual machine measured, sometimes a hundred: with `synchronous=NORMAL` a commit
+//! through rusqlite alone took 28.6 µs, `block_in_place` 30.8 µs, a dedicated thread fed by a
+//! channel 68 µs), more than a commit without a sync. See `docs/benchmarks.md` for what each
+//! path costs against raw rusqlite, one committer and eight.
+//!
+//! Every connection turns on SQLite's query planner stability guarantee
+//! (`SQLITE_DBCONFIG_ENABLE_QPSG`): without it, a statement that compares a column with a
+//! parameter is compiled again each time it comes back out of rusqlite's statement cache
+//! (SQLite expires it when its parameters are cleared), which cost a sixth of the writer's
+//! time in a group commit. Each of ventyd's queries has one right plan, its key's index.
 //!
 //! [`Storage::read_stream`] and [`Storage::read_log`] build `Arc<StoredEvent>`s on the thread
 //! that reads them, like the memory store's. [`Storage::visit_stream`], which repositories load
@@ -456,6 +472,7 @@ fn open_reader(ctx: &Ctx) -> Result<Connection, Error> {
     )
     .and_then(|conn| {
         conn.busy_timeout(ctx.options.busy_timeout)?;
+        schema::plan_once(&conn)?;
         Ok(conn)
     })
     .map_err(|e| ctx.error("cannot open a read connection", e))
@@ -464,10 +481,10 @@ fn open_reader(ctx: &Ctx) -> Result<Connection, Error> {
 impl Storage for SqliteStorage {
     async fn commit(&self, unit: &UnitOfWork<'_>) -> Result<CommitOutcome, Error> {
         unit.check()?;
-        let owned = write::OwnedUnit::new(unit);
         match &self.shared.writer {
-            WriterSide::Thread(writer) => writer.commit(owned, &self.shared.ctx.label).await,
+            WriterSide::Thread(writer) => writer.commit(unit).await,
             WriterSide::Shared(writer) => {
+                let owned = write::OwnedUnit::new(unit);
                 self.write(writer, move |conn, ctx| {
                     write::commit_blocking(conn, ctx, &owned.unit())
                 })

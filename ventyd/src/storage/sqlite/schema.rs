@@ -139,6 +139,7 @@ pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
     conn.busy_timeout(options.busy_timeout).map_err(fail)?;
+    plan_once(&conn).map_err(fail)?;
     // SQLite quietly opens a file it may not write read-only; say so now, not at the first
     // append.
     if conn.is_readonly(rusqlite::MAIN_DB).map_err(fail)? {
@@ -176,10 +177,21 @@ pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
 pub(super) fn open_memory(ctx: &Ctx) -> Result<Connection, Error> {
     let fail = |e| ctx.error("cannot open", e);
     let conn = Connection::open_in_memory().map_err(fail)?;
+    plan_once(&conn).map_err(fail)?;
     conn.execute_batch("PRAGMA foreign_keys = ON;")
         .map_err(fail)?;
     migrate(&conn, &ctx.label, ctx.options.busy_timeout)?;
     Ok(conn)
+}
+
+/// Turns on SQLite's query planner stability guarantee, so that a cached statement is not
+/// compiled again at each use (see "Blocking work" in the module docs).
+pub(super) fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// The schema version recorded in the file; 0 for a file without ventyd's tables.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{SqliteOptions, SqliteStorage};
+use super::{SqliteOptions, SqliteStorage, Synchronous};
 use crate::id::{IdGenerator, UuidV7};
 use crate::record::NewEvent;
 use crate::storage::{AppendRequest, LogCursor, LogRequest, ReadRange, Storage};
@@ -74,54 +74,127 @@ fn concurrent_commits_are_grouped_and_each_caller_gets_its_own_outcome() {
     });
 }
 
+/// A lone commit on the multi-threaded runtime, or on a current-thread runtime with
+/// `synchronous=NORMAL`, is first tried on the caller's thread; the four cases cover that try
+/// and the queue.
+fn both_runtimes_and_sync_modes() -> Vec<(&'static str, tokio::runtime::Runtime, Synchronous)> {
+    let current = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    vec![
+        ("multi-thread, FULL", runtime(), Synchronous::Full),
+        ("multi-thread, NORMAL", runtime(), Synchronous::Normal),
+        ("current-thread, FULL", current(), Synchronous::Full),
+        ("current-thread, NORMAL", current(), Synchronous::Normal),
+    ]
+}
+
 #[test]
 fn a_timeout_ends_the_wait_for_a_locked_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("locked.db");
-    runtime().block_on(async {
-        let options = SqliteOptions::new().busy_timeout(Duration::from_secs(2));
-        let store = SqliteStorage::open_with(&path, options).await.unwrap();
-        // Another connection (as another process would) holds the write lock.
-        let other = rusqlite::Connection::open(&path).unwrap();
-        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for (case, rt, sync) in both_runtimes_and_sync_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.db");
+        rt.block_on(async {
+            let options = SqliteOptions::new()
+                .busy_timeout(Duration::from_secs(2))
+                .synchronous(sync);
+            let store = SqliteStorage::open_with(&path, options).await.unwrap();
+            // Another connection (as another process would) holds the write lock.
+            let other = rusqlite::Connection::open(&path).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
-        let events = [event(1)];
-        let started = Instant::now();
-        let result = tokio::time::timeout(
-            Duration::from_millis(100),
-            store.append(AppendRequest::new(
-                "t",
-                "x",
-                ExpectedVersion::NoStream,
-                &events,
-            )),
-        )
-        .await;
-        let waited = started.elapsed();
-        assert!(
-            result.is_err(),
-            "the commit cannot finish while the file is locked"
-        );
-        assert!(
-            waited < Duration::from_millis(1_000),
-            "the timeout ended the wait after {waited:?}, not the 2 s busy timeout"
-        );
+            let events = [event(1)];
+            let started = Instant::now();
+            let result = tokio::time::timeout(
+                Duration::from_millis(100),
+                store.append(AppendRequest::new(
+                    "t",
+                    "x",
+                    ExpectedVersion::NoStream,
+                    &events,
+                )),
+            )
+            .await;
+            let waited = started.elapsed();
+            assert!(
+                result.is_err(),
+                "{case}: the commit cannot finish while the file is locked"
+            );
+            assert!(
+                waited < Duration::from_millis(1_000),
+                "{case}: the timeout ended the wait after {waited:?}, not the 2 s busy timeout"
+            );
 
-        // The cancelled commit still completes once the lock is free; its retry is safe.
-        other.execute_batch("COMMIT").unwrap();
-        let out = store
-            .append(AppendRequest::new(
-                "t",
-                "x",
-                ExpectedVersion::NoStream,
-                &events,
-            ))
-            .await
-            .unwrap();
-        assert_eq!(out.version, 1);
-        let stored = store.read_stream("t", "x", ReadRange::ALL).await.unwrap();
-        assert_eq!(stored.len(), 1, "stored once");
-    });
+            // The cancelled commit still completes once the lock is free; its retry is safe.
+            other.execute_batch("COMMIT").unwrap();
+            let out = store
+                .append(AppendRequest::new(
+                    "t",
+                    "x",
+                    ExpectedVersion::NoStream,
+                    &events,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(out.version, 1, "{case}");
+            let stored = store.read_stream("t", "x", ReadRange::ALL).await.unwrap();
+            assert_eq!(stored.len(), 1, "{case}: stored once");
+        });
+    }
+}
+
+#[test]
+fn a_lone_commit_that_finds_the_file_locked_waits_for_the_lock_on_the_thread() {
+    for (case, rt, sync) in both_runtimes_and_sync_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wait.db");
+        rt.block_on(async {
+            let options = SqliteOptions::new().synchronous(sync);
+            let store = SqliteStorage::open_with(&path, options).await.unwrap();
+            for round in 0..2u64 {
+                let other = rusqlite::Connection::open(&path).unwrap();
+                other.execute_batch("BEGIN IMMEDIATE").unwrap();
+                let hold = Duration::from_millis(150);
+                let release = std::thread::spawn(move || {
+                    std::thread::sleep(hold);
+                    let releasing = Instant::now();
+                    other.execute_batch("COMMIT").unwrap();
+                    releasing
+                });
+                let events = [event(round as usize)];
+                let out = store
+                    .append(AppendRequest::new(
+                        "t",
+                        "w",
+                        ExpectedVersion::after(round),
+                        &events,
+                    ))
+                    .await
+                    .unwrap();
+                let finished = Instant::now();
+                assert_eq!(out.version, round + 1, "{case}");
+                assert!(
+                    finished >= release.join().unwrap(),
+                    "{case}: the commit finished before the lock was released"
+                );
+                // With the lock free, a lone commit goes through at once.
+                let events = [event(10 + round as usize)];
+                let out = store
+                    .append(AppendRequest::new(
+                        "t",
+                        "free",
+                        ExpectedVersion::after(round),
+                        &events,
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(out.version, round + 1, "{case}");
+            }
+        });
+    }
 }
 
 #[test]

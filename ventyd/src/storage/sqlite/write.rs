@@ -113,21 +113,51 @@ pub(super) fn commit_blocking(
     ctx: &Ctx,
     unit: &UnitOfWork<'_>,
 ) -> Result<CommitOutcome, Error> {
-    let action = || describe(unit);
-    let metadata = encode_metadata(unit)?;
     let deadline = Instant::now() + ctx.options.busy_timeout;
+    match commit_until(conn, ctx, unit, Some(deadline)) {
+        Some(result) => result,
+        None => unreachable!("a commit that may wait returns an answer"),
+    }
+}
+
+/// Commits `unit` if the file's write lock is free right now; `None` (nothing written) when
+/// another connection holds it. The caller must have set the connection's busy timeout to
+/// zero, so that SQLite does not wait either.
+pub(super) fn commit_now(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    unit: &UnitOfWork<'_>,
+) -> Option<Result<CommitOutcome, Error>> {
+    commit_until(conn, ctx, unit, None)
+}
+
+/// Commits `unit`, retrying while the file is busy until `deadline`; without one, gives up at
+/// the first busy answer and returns `None`.
+fn commit_until(
+    conn: &mut Connection,
+    ctx: &Ctx,
+    unit: &UnitOfWork<'_>,
+    deadline: Option<Instant>,
+) -> Option<Result<CommitOutcome, Error>> {
+    let action = || describe(unit);
+    let metadata = match encode_metadata(unit) {
+        Ok(metadata) => metadata,
+        Err(e) => return Some(Err(e)),
+    };
     // The first attempt trusts the expected versions and lets the unique constraints catch a
     // retry; when one fires, the second attempt looks every event id up first.
     let mut careful = false;
     loop {
         match commit_once(conn, ctx, unit, &metadata, careful) {
-            Ok(outcome) => return Ok(outcome),
-            Err(Failure::Sql(e)) if is_busy(&e) && Instant::now() < deadline => {
-                std::thread::sleep(BUSY_PAUSE);
-            }
+            Ok(outcome) => return Some(Ok(outcome)),
+            Err(Failure::Sql(e)) if is_busy(&e) => match deadline {
+                None => return None,
+                Some(deadline) if Instant::now() < deadline => std::thread::sleep(BUSY_PAUSE),
+                Some(_) => return Some(Err(ctx.error(action(), e))),
+            },
             Err(Failure::Sql(e)) if is_unique_violation(&e) && !careful => careful = true,
-            Err(Failure::Sql(e)) => return Err(ctx.error(action(), e)),
-            Err(Failure::Refused(error)) => return Err(error),
+            Err(Failure::Sql(e)) => return Some(Err(ctx.error(action(), e))),
+            Err(Failure::Refused(error)) => return Some(Err(error)),
         }
     }
 }

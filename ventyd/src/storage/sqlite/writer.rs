@@ -1,5 +1,5 @@
-//! The writer thread: one thread per open file owns the connection that writes, takes commits
-//! from a queue, and group-commits whatever queued while it was writing.
+//! The writer thread: one thread per open file owns the turn to write, takes commits from a
+//! queue, and group-commits whatever queued while it was writing.
 //!
 //! Callers wait for their outcome asynchronously, so a caller's timeout or a dropped future
 //! stops the wait at once, also while the file is locked by another process (the thread waits
@@ -7,76 +7,155 @@
 //! still complete; its retry is safe (the store recognises events it already holds).
 //!
 //! Group commit: the thread takes the first waiting unit, then every unit that queued behind it
-//! (up to [`MAX_GROUP`]; when the last group held several units, it waits up to a quarter of
-//! that group's write time, at most [`MAX_GATHER`], for as many again), and writes them in one
-//! transaction, each unit in a savepoint of its
-//! own, so that a conflict fails only its own unit, and each caller gets its own outcome. With
-//! `synchronous=FULL` one sync of the log then serves the whole group.
+//! (up to [`MAX_GROUP`]; when the last group held several units, it waits up to half that
+//! group's write time, at most [`MAX_GATHER`], for as many again), and writes them in one
+//! transaction, each unit in a savepoint of its own, so that a conflict fails only its own
+//! unit, and each caller gets its own outcome. With `synchronous=FULL` one sync of the log then
+//! serves the whole group.
+//!
+//! A commit with no other commit of this store in flight skips the queue when it can: on the
+//! multi-threaded runtime it takes the connection and commits in `block_in_place` on its own
+//! thread, as a single-unit transaction, but only if the file's write lock is free at that
+//! moment (the connection's busy timeout is zero meanwhile). When another process holds the
+//! lock, nothing is written and the unit goes to the queue, where the thread does the waiting.
+//! So a caller's timeout still ends every wait for a lock, and a lone committer pays no thread
+//! hand-off (two wake-ups, more than a commit costs with `synchronous=NORMAL`).
 
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::oneshot;
 
-use super::Ctx;
-use super::write::{OwnedUnit, commit_group};
+use super::write::{OwnedUnit, commit_group, commit_now};
+use super::{Ctx, Synchronous};
 use crate::error::{Error, StorageError, StorageErrorKind};
-use crate::storage::CommitOutcome;
+use crate::storage::{CommitOutcome, UnitOfWork};
 
 /// The most units one transaction takes.
 const MAX_GROUP: usize = 256;
 
-/// The longest a group waits for callers that committed together last time (a quarter of the
-/// last group's write time, at most this).
-const MAX_GATHER: Duration = Duration::from_micros(250);
+/// The longest a group waits for callers that committed together last time (half the last
+/// group's write time, at most this).
+const MAX_GATHER: Duration = Duration::from_micros(500);
 
 struct Job {
     unit: OwnedUnit,
     reply: oneshot::Sender<Result<CommitOutcome, Error>>,
 }
 
-/// The handle on the writer thread; dropping it lets the thread finish its queue, close the
-/// connection and exit, and waits for that.
+/// The handle on the writer thread; dropping it lets the thread finish its queue and exit,
+/// waits for that, and closes the connection.
 pub(super) struct Writer {
     queue: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// The connection that writes: the thread's for each group, a lone caller's for its commit.
+    conn: Arc<Mutex<Connection>>,
+    /// How many commits are between their start and their end (cancelled ones included).
+    in_flight: AtomicUsize,
+    ctx: Arc<Ctx>,
+}
+
+/// Counts a commit as in flight while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Writer {
-    /// Starts the thread with the connection it owns from now on.
+    /// Starts the thread; the connection is the writer's from now on.
     pub(super) fn start(conn: Connection, ctx: Arc<Ctx>) -> Result<Writer, Error> {
         let (queue, jobs) = mpsc::channel::<Job>();
-        let label = ctx.label.clone();
-        let thread = std::thread::Builder::new()
-            .name("ventyd-sqlite-writer".to_owned())
-            .spawn(move || run(conn, &ctx, &jobs))
-            .map_err(|e| {
-                StorageError::new(
-                    StorageErrorKind::Unavailable,
-                    format!("cannot start the writer thread of {label}"),
-                )
-                .caused_by(e)
-            })?;
+        let conn = Arc::new(Mutex::new(conn));
+        let thread = {
+            let (conn, ctx) = (conn.clone(), ctx.clone());
+            std::thread::Builder::new()
+                .name("ventyd-sqlite-writer".to_owned())
+                .spawn(move || run(&conn, &ctx, &jobs))
+        }
+        .map_err(|e| {
+            StorageError::new(
+                StorageErrorKind::Unavailable,
+                format!("cannot start the writer thread of {}", ctx.label),
+            )
+            .caused_by(e)
+        })?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
+            conn,
+            in_flight: AtomicUsize::new(0),
+            ctx,
         })
     }
 
+    /// Commits a unit: in place when it is the only commit in flight and the file's lock is
+    /// free, else through the queue.
+    pub(super) async fn commit(&self, unit: &UnitOfWork<'_>) -> Result<CommitOutcome, Error> {
+        let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
+        let _in_flight = InFlight(&self.in_flight);
+        if alone && let Some(outcome) = self.commit_in_place(unit) {
+            return outcome;
+        }
+        self.queue(OwnedUnit::new(unit)).await
+    }
+
+    /// Commits `unit` on the caller's thread if that holds up no other task for longer than a
+    /// hand-off would and waits for no lock; `None` when it cannot (nothing was written).
+    fn commit_in_place(&self, unit: &UnitOfWork<'_>) -> Option<Result<CommitOutcome, Error>> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let moves_other_tasks = match handle.runtime_flavor() {
+            RuntimeFlavor::MultiThread => true,
+            // On a current-thread runtime every other task waits while the commit writes. With
+            // `synchronous=NORMAL` that is about as long as handing the commit to the thread
+            // and back would take; a sync of the log (`FULL`) is many times longer, and the
+            // queue keeps the runtime free (and lets its other commits join the group).
+            RuntimeFlavor::CurrentThread if self.ctx.options.synchronous == Synchronous::Normal => {
+                false
+            }
+            _ => return None,
+        };
+        let mut conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(conn)) => conn.into_inner(),
+            // The thread is still writing a unit whose caller stopped waiting.
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let mut commit = move || {
+            let timeout = self.ctx.options.busy_timeout;
+            if let Err(e) = conn.busy_timeout(Duration::ZERO) {
+                return Some(Err(self.ctx.error("cannot set the busy timeout", e)));
+            }
+            let outcome = commit_now(&mut conn, &self.ctx, unit);
+            if let Err(e) = conn.busy_timeout(timeout) {
+                // The thread would not wait for the lock any more: say so rather than go on.
+                return Some(Err(self.ctx.error("cannot set the busy timeout", e)));
+            }
+            outcome
+        };
+        if moves_other_tasks {
+            tokio::task::block_in_place(commit)
+        } else {
+            commit()
+        }
+    }
+
     /// Queues a unit and waits for its outcome.
-    pub(super) async fn commit(
-        &self,
-        unit: OwnedUnit,
-        label: &str,
-    ) -> Result<CommitOutcome, Error> {
+    async fn queue(&self, unit: OwnedUnit) -> Result<CommitOutcome, Error> {
         let (reply, outcome) = oneshot::channel();
         let stopped = || {
             StorageError::new(
                 StorageErrorKind::OutcomeUnknown,
-                format!("the writer thread of {label} stopped before answering"),
+                format!(
+                    "the writer thread of {} stopped before answering",
+                    self.ctx.label
+                ),
             )
         };
         self.queue
@@ -92,14 +171,21 @@ impl Drop for Writer {
     fn drop(&mut self) {
         drop(self.queue.take());
         if let Some(thread) = self.thread.take() {
-            // Closing the connection checkpoints the log into the file; wait for it, so that a
-            // store dropped and opened again finds the file closed.
+            // The connection closes when the last handle on it goes, after the thread's: closing
+            // checkpoints the log into the file, so that a store dropped and opened again finds
+            // the file closed.
             let _ = thread.join();
         }
     }
 }
 
-fn run(mut conn: Connection, ctx: &Ctx, jobs: &mpsc::Receiver<Job>) {
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while the connection was held rolled its transaction back (rusqlite rolls back a
+    // transaction it drops), so the connection is fine to use.
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn run(conn: &Mutex<Connection>, ctx: &Ctx, jobs: &mpsc::Receiver<Job>) {
     // How many units the last group held and how long it took to write: when callers were
     // committing together, the next group waits a moment for them (callers re-queue right after
     // their answer, one by one; without the wait, groups alternate between one unit and all the
@@ -108,14 +194,18 @@ fn run(mut conn: Connection, ctx: &Ctx, jobs: &mpsc::Receiver<Job>) {
     let mut last_took = Duration::ZERO;
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
-        let gather_until = Instant::now() + (last_took / 4).min(MAX_GATHER);
+        let gather_until = Instant::now() + (last_took / 2).min(MAX_GATHER);
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
                 Ok(job) => group.push(job),
-                Err(mpsc::TryRecvError::Empty)
-                    if group.len() < last_size && Instant::now() < gather_until =>
-                {
-                    std::thread::yield_now();
+                // Waiting blocks rather than spins: on a machine with few cores a spinning
+                // thread takes the time the callers need to queue.
+                Err(mpsc::TryRecvError::Empty) if group.len() < last_size => {
+                    let left = gather_until.saturating_duration_since(Instant::now());
+                    match jobs.recv_timeout(left) {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
                 }
                 Err(_) => break,
             }
@@ -124,7 +214,7 @@ fn run(mut conn: Connection, ctx: &Ctx, jobs: &mpsc::Receiver<Job>) {
         // A caller that stopped waiting still has its unit written: it may have been sent
         // before the caller gave up, and the caller cannot know.
         let units: Vec<_> = group.iter().map(|job| job.unit.unit()).collect();
-        let results = commit_group(&mut conn, ctx, &units);
+        let results = commit_group(&mut lock(conn), ctx, &units);
         drop(units);
         last_size = group.len();
         last_took = started.elapsed();
