@@ -9,6 +9,15 @@ use crate::aggregate::{IntoEvents, Reducer};
 use crate::entity::{Dispatch, Entity};
 use crate::error::Error;
 
+/// The seal on [`Event`](crate::Event): implemented by `#[ventyd::event]` beside `Event`, so
+/// that the wire format, the name table and the schemas always come from one enum.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` implements `Event` by hand",
+    label = "not an `#[event]` enum",
+    note = "`Event` is implemented by `#[ventyd::event(entity = \"...\")]` on the enum, not by hand"
+)]
+pub trait EventSealed {}
+
 /// Dispatches what a deciding mutation (`&self -> events`) returned.
 #[inline]
 pub fn decide<A: Reducer, R: IntoEvents<A::Event>>(

@@ -10,8 +10,8 @@ use crate::error::Violation;
 
 /// An event enum: one variant per event of one entity.
 ///
-/// Do not implement this by hand: write `#[ventyd::event(entity = "...")]` on the enum, which
-/// derives the wire format (`{"eventName": "user:created", "body": {...}}`), the name table and the
+/// It cannot be implemented by hand (it is sealed): write `#[ventyd::event(entity = "...")]` on
+/// the enum, which derives the wire format (`{"eventName": "user:created", "body": {...}}`), the name table and the
 /// schemas from one source so that they can never disagree.
 ///
 /// ```
@@ -36,7 +36,14 @@ use crate::error::Violation;
     note = "annotate the enum with `#[ventyd::event(entity = \"...\")]`"
 )]
 pub trait Event:
-    Serialize + DeserializeOwned + schemars::JsonSchema + Clone + Send + Sync + 'static
+    crate::__private::EventSealed
+    + Serialize
+    + DeserializeOwned
+    + schemars::JsonSchema
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
     /// The body of the initial event: the only thing an entity can be created from.
     type Initial: Into<Self> + Serialize + DeserializeOwned + Send + Sync + 'static;
@@ -629,6 +636,8 @@ mod tests {
         #[schemars(range(min = 1))]
         weight: u32,
     }
+
+    impl crate::__private::EventSealed for Ev {}
 
     impl Event for Ev {
         type Initial = Ev;

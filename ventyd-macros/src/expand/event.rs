@@ -205,6 +205,9 @@ fn event_impl(model: &EventEnum, plan: &EventPlan) -> TokenStream {
 
     quote! {
         #[automatically_derived]
+        impl ::ventyd::__private::EventSealed for #ident {}
+
+        #[automatically_derived]
         impl ::ventyd::Event for #ident {
             type Initial = #initial_ty;
             const ENTITY_NAME: &'static str = #entity;

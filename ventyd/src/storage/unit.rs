@@ -3,10 +3,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::error::{Error, StorageError};
+use crate::metadata::Metadata;
 use crate::record::NewEvent;
 use crate::time::Timestamp;
 use crate::version::{ExpectedRevision, ExpectedVersion};
@@ -237,6 +239,8 @@ impl<'a> UnitOfWork<'a> {
         let single = self.appends.len() == 1 && self.documents.is_empty();
         let mut streams = HashSet::new();
         let mut ids: HashSet<Uuid> = HashSet::new();
+        // The events of one commit share one metadata `Arc`: it is checked once.
+        let mut checked: Option<&Arc<Metadata>> = None;
         for a in &self.appends {
             text(a.entity_name, "an entity name", || a.stream())?;
             text(a.entity_id, "an entity id", || a.stream())?;
@@ -251,14 +255,28 @@ impl<'a> UnitOfWork<'a> {
                 text(&e.event_name, "an event name", || {
                     format!("event {} of {}", e.event_id, a.stream())
                 })?;
-                if e.body.contains('\0') {
+                if json_has_nul(&e.body) {
                     return Err(StorageError::invalid(format!(
-                        "the body of event {} ({}) of {} contains a NUL character, which no store keeps; remove it or encode it",
+                        "the body of event {} ({}) of {} contains a NUL character (or a \\u0000 escape), which no store keeps; remove it or encode it",
                         e.event_id,
                         e.event_name,
                         a.stream()
                     ))
                     .into());
+                }
+                if let Some(m) = &e.metadata
+                    && !checked.is_some_and(|c| Arc::ptr_eq(c, m))
+                {
+                    if metadata_has_nul(m) {
+                        return Err(StorageError::invalid(format!(
+                            "the metadata of event {} ({}) of {} contains a NUL character, which no store keeps",
+                            e.event_id,
+                            e.event_name,
+                            a.stream()
+                        ))
+                        .into());
+                    }
+                    checked = Some(m);
                 }
                 // A unit of one event cannot repeat an id: no set is built for it.
                 let fresh = (single && a.events.len() == 1) || ids.insert(e.event_id);
@@ -278,10 +296,10 @@ impl<'a> UnitOfWork<'a> {
             text(d.collection, "a collection name", at)?;
             text(d.key, "a document key", at)?;
             if let DocumentOp::Put(body) = d.op
-                && body.contains('\0')
+                && json_has_nul(body)
             {
                 return Err(StorageError::invalid(format!(
-                    "the body of {} contains a NUL character, which no store keeps",
+                    "the body of {} contains a NUL character (or a \\u0000 escape), which no store keeps",
                     at()
                 ))
                 .into());
@@ -296,6 +314,51 @@ impl<'a> UnitOfWork<'a> {
         }
         Ok(())
     }
+}
+
+/// `true` when JSON text holds a NUL character, raw or as a `\u0000` escape (PostgreSQL's JSONB
+/// refuses the escape; a raw one is not JSON at all). `\\u0000`, an escaped backslash before
+/// `u0000`, is no NUL.
+fn json_has_nul(json: &str) -> bool {
+    if json.contains('\0') {
+        return true;
+    }
+    let mut from = 0;
+    while let Some(found) = json[from..].find("\\u0000") {
+        let at = from + found;
+        // The backslash at `at` starts an escape when the run of backslashes it ends is odd.
+        let run = json.as_bytes()[..=at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if run % 2 == 1 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
+}
+
+/// `true` when a string of the metadata (a field, a key or a value) holds a NUL character.
+fn metadata_has_nul(m: &Metadata) -> bool {
+    fn value_has_nul(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(value_has_nul),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .any(|(k, v)| k.contains('\0') || value_has_nul(v)),
+            _ => false,
+        }
+    }
+    [&m.correlation_id, &m.causation_id, &m.actor, &m.reason]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains('\0'))
+        || m.extra
+            .iter()
+            .any(|(k, v)| k.contains('\0') || value_has_nul(v))
 }
 
 fn text(value: &str, what: &str, at: impl FnOnce() -> String) -> Result<(), Error> {

@@ -175,6 +175,7 @@ macro_rules! __storage_conformance_cases {
                 an_empty_unit_is_refused,
                 an_event_id_used_twice_in_a_unit_is_refused,
                 nul_characters_are_refused,
+                nul_escapes_in_bodies_and_metadata_are_refused,
                 empty_names_are_refused,
                 // documents.rs
                 a_missing_document_is_none,

@@ -176,6 +176,93 @@ pub async fn nul_characters_are_refused<S: Storage>(store: &S) {
     refuse_each(store, "nul", "a\0b").await;
 }
 
+/// A `\u0000` escape in an event body or a document body, and a NUL character in an event's
+/// metadata, are refused (`InvalidRequest`) like a raw NUL, and nothing of the unit is stored:
+/// PostgreSQL's JSONB refuses the escape, so no store takes it. An escaped backslash before
+/// `u0000` (`\\u0000`, the six characters `\u0000` as text) is no NUL: it is stored and read
+/// back as written.
+pub async fn nul_escapes_in_bodies_and_metadata_are_refused<S: Storage>(store: &S) {
+    let from = head(store).await;
+    let collection = unique_name("nul-escape");
+    let nul_body = r#"{"text":"a\u0000b"}"#;
+    for place in ["event body", "event metadata", "document body"] {
+        let (good, id) = (unique_id("nul-escape"), unique_id("nul-escape"));
+        let mut event = event_with("conformance:named", json!({ "place": place }).to_string());
+        match place {
+            "event body" => event.body = nul_body.to_owned(),
+            "event metadata" => {
+                event.metadata = Some(Arc::new(
+                    crate::metadata::Metadata::new()
+                        .actor("ok")
+                        .with("nested", json!({ "list": ["fine", "a\0b"] })),
+                ));
+            }
+            _ => {}
+        }
+        let body = if place == "document body" {
+            nul_body
+        } else {
+            "{}"
+        };
+        let (good_events, events) = (numbered(&good, 0, 1), [event]);
+        let unit = UnitOfWork::new()
+            .append(AppendRequest::new(
+                ENTITY,
+                &good,
+                ExpectedVersion::NoStream,
+                &good_events,
+            ))
+            .append(AppendRequest::new(
+                ENTITY,
+                &id,
+                ExpectedVersion::NoStream,
+                &events,
+            ))
+            .document(DocumentWrite::put(
+                &collection,
+                "k",
+                ExpectedRevision::Any,
+                body,
+            ));
+        let ctx = format!("a unit with a NUL in its {place}");
+        let streams = [(ENTITY, good.as_str()), (ENTITY, id.as_str())];
+        assert_refused(store, &ctx, &unit, from, &streams, &[(&collection, "k")]).await;
+    }
+
+    let id = unique_id("nul-escape-not");
+    let text = r#"{"text":"a\\u0000b","more":"\\\\u0000"}"#;
+    let events = [event_with("conformance:named", text)];
+    let unit = UnitOfWork::new()
+        .append(AppendRequest::new(
+            ENTITY,
+            &id,
+            ExpectedVersion::NoStream,
+            &events,
+        ))
+        .document(DocumentWrite::put(
+            &collection,
+            "escaped",
+            ExpectedRevision::Absent,
+            text,
+        ));
+    commit_ok(store, "an escaped backslash before u0000", &unit).await;
+    let stored = read(store, (ENTITY, id.as_str())).await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "an escaped backslash before u0000 is stored"
+    );
+    assert!(
+        same_json(&stored[0].body, text),
+        "an escaped backslash before u0000 reads back as written: {}",
+        preview(&stored[0].body)
+    );
+    let doc = read_document(store, &collection, "escaped")
+        .await
+        .expect("the document with an escaped backslash is stored");
+    assert!(same_json(&doc.body, text), "{}", preview(&doc.body));
+}
+
 /// An empty entity name, entity id, event name, collection or document key is refused
 /// (`InvalidRequest`) and nothing of the unit is stored: an empty name is always a bug, and
 /// stores disagree on whether it equals a missing one.

@@ -153,7 +153,12 @@ pub(super) fn visit_stream(
 ) -> Result<(), Error> {
     let what = || format!("cannot read {entity_name} {entity_id:?}");
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let from = clamp(range.from_version);
+    // From the start, the query has no lower bound, so that a row whose version was damaged
+    // below 1 is reported as corrupt rather than left out without a word.
+    let from = match range.from_version {
+        0 | 1 => i64::MIN,
+        v => clamp(v),
+    };
     let to = range.to_version.map_or(i64::MAX, clamp);
     if from > to {
         return Ok(());

@@ -235,3 +235,94 @@ fn a_stored_prefix_is_recognised_and_only_the_rest_is_appended() {
         );
     });
 }
+
+#[test]
+fn a_unit_whose_write_fails_in_a_group_fails_alone_and_the_others_commit_once() {
+    use super::write::{OwnedUnit, commit_group};
+    use crate::storage::UnitOfWork;
+
+    let ctx = super::Ctx {
+        path: None,
+        label: ":memory:".to_owned(),
+        options: SqliteOptions::new(),
+        origin: 0,
+    };
+    let mut conn = super::schema::open_memory(&ctx).unwrap();
+    let taken = event(0);
+    let first = [taken.clone()];
+    let stored = commit_group(
+        &mut conn,
+        &ctx,
+        &[UnitOfWork::new().append(AppendRequest::new(
+            "t",
+            "a",
+            ExpectedVersion::NoStream,
+            &first,
+        ))],
+    );
+    assert!(stored[0].is_ok(), "{stored:?}");
+
+    // b is fine; c reuses a's event id, which only its insert finds (its expected version
+    // holds), after b was written in the same transaction; d expects a version its stream is
+    // not at, which its checks find before it writes.
+    let (b, d) = ([event(1)], [event(3)]);
+    let reused = [event(2), taken.clone()];
+    let units = [
+        OwnedUnit::new(&UnitOfWork::new().append(AppendRequest::new(
+            "t",
+            "b",
+            ExpectedVersion::NoStream,
+            &b,
+        ))),
+        OwnedUnit::new(&UnitOfWork::new().append(AppendRequest::new(
+            "t",
+            "c",
+            ExpectedVersion::NoStream,
+            &reused,
+        ))),
+        OwnedUnit::new(&UnitOfWork::new().append(AppendRequest::new(
+            "t",
+            "d",
+            ExpectedVersion::Exact(5),
+            &d,
+        ))),
+    ];
+    let units: Vec<_> = units.iter().map(OwnedUnit::unit).collect();
+    let results = commit_group(&mut conn, &ctx, &units);
+    assert_eq!(results.len(), 3);
+    let b_outcome = results[0].as_ref().expect("b commits");
+    assert_eq!(b_outcome.appends[0].version, 1);
+    let c_error = results[1]
+        .as_ref()
+        .expect_err("c reuses a stored event id")
+        .to_string();
+    assert!(
+        c_error.contains(&taken.event_id.to_string()) && c_error.contains("already stored"),
+        "{c_error}"
+    );
+    assert!(
+        results[2]
+            .as_ref()
+            .expect_err("d is at the wrong version")
+            .is_concurrency(),
+        "{:?}",
+        results[2]
+    );
+    let rows = |stream: &str| -> Vec<(i64, String)> {
+        let mut stmt = conn
+            .prepare("SELECT version, body FROM events WHERE entity_id = ?1 ORDER BY version")
+            .unwrap();
+        stmt.query_map([stream], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        rows("b"),
+        [(1, r#"{"n":1}"#.to_owned())],
+        "b is stored once"
+    );
+    assert!(rows("c").is_empty(), "nothing of c is stored");
+    assert!(rows("d").is_empty(), "nothing of d is stored");
+    assert_eq!(rows("a").len(), 1);
+}
