@@ -76,14 +76,16 @@
 //! the store recognises events it already holds.
 //!
 //! A **lone commit** (no other commit of the store in flight in this process) skips the queue
-//! when the file's write lock is free at that moment: on the multi-threaded runtime it commits
-//! in `block_in_place` on the caller's own thread, and on a current-thread runtime with
-//! [`Synchronous::Normal`] inline (such a commit takes about as long as the hand-off to the
-//! thread and back would). It never waits for the lock there: the connection's busy timeout is
-//! zero for the try, and when another process holds the lock, nothing is written and the unit
-//! goes to the queue. So a caller's timeout still ends every wait for a lock, and a single
-//! committer pays no thread hand-off. With `FULL` on a current-thread runtime every commit
-//! goes to the queue, which keeps the runtime free while the log is synced.
+//! when the file's write lock is free at that moment, and commits on the caller's thread: with
+//! [`Synchronous::Normal`] inline, on either runtime (such a commit takes about as long as the
+//! hand-off to the thread and back would, like any short piece of work between two awaits),
+//! and with `FULL` in `block_in_place` on the multi-threaded runtime (tokio first hands the
+//! worker's other tasks to another thread). It never waits for the lock there: the
+//! connection's busy timeout is zero for the try, and when another process holds the lock,
+//! nothing is written and the unit goes to the queue. So a caller's timeout still ends every
+//! wait for a lock, and a single committer pays no thread hand-off. With `FULL` on a
+//! current-thread runtime every commit goes to the queue, which keeps the runtime free while
+//! the log is synced, and lets its other commits join the group.
 //!
 //! The writer **group-commits**: it takes the first waiting unit and every unit queued behind
 //! it, and writes them in one transaction, each unit in a savepoint of its own, so a conflict

@@ -13,13 +13,14 @@
 //! unit, and each caller gets its own outcome. With `synchronous=FULL` one sync of the log then
 //! serves the whole group.
 //!
-//! A commit with no other commit of this store in flight skips the queue when it can: on the
-//! multi-threaded runtime it takes the connection and commits in `block_in_place` on its own
-//! thread, as a single-unit transaction, but only if the file's write lock is free at that
-//! moment (the connection's busy timeout is zero meanwhile). When another process holds the
-//! lock, nothing is written and the unit goes to the queue, where the thread does the waiting.
-//! So a caller's timeout still ends every wait for a lock, and a lone committer pays no thread
-//! hand-off (two wake-ups, more than a commit costs with `synchronous=NORMAL`).
+//! A commit with no other commit of this store in flight skips the queue when it can: it
+//! takes the connection and commits on its own thread, as a single-unit transaction, inline
+//! with `synchronous=NORMAL` and in `block_in_place` with `FULL` on the multi-threaded runtime,
+//! but only if the file's write lock is free at that moment (the connection's busy timeout is
+//! zero meanwhile). When another process holds the lock, nothing is written and the unit goes
+//! to the queue, where the thread does the waiting. So a caller's timeout still ends every wait
+//! for a lock, and a lone committer pays no thread hand-off (two wake-ups, more than a commit
+//! costs with `synchronous=NORMAL`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
@@ -106,19 +107,21 @@ impl Writer {
         self.queue(OwnedUnit::new(unit)).await
     }
 
-    /// Commits `unit` on the caller's thread if that holds up no other task for longer than a
+    /// Commits `unit` on the caller's thread if that holds up other tasks no longer than a
     /// hand-off would and waits for no lock; `None` when it cannot (nothing was written).
     fn commit_in_place(&self, unit: &UnitOfWork<'_>) -> Option<Result<CommitOutcome, Error>> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
+        // With `synchronous=NORMAL` a commit takes about as long as handing it to another
+        // thread and back would (tens of microseconds, no sync of the log), so it runs inline,
+        // like any short piece of work between two awaits. A sync of the log (`FULL`) is many
+        // times longer: on the multi-threaded runtime it runs in `block_in_place`, which first
+        // hands the worker's other tasks to another thread; a current-thread runtime has no
+        // other thread, so there the queue keeps the runtime free (and lets its other commits
+        // join the group).
+        let inline = self.ctx.options.synchronous == Synchronous::Normal;
         let moves_other_tasks = match handle.runtime_flavor() {
-            RuntimeFlavor::MultiThread => true,
-            // On a current-thread runtime every other task waits while the commit writes. With
-            // `synchronous=NORMAL` that is about as long as handing the commit to the thread
-            // and back would take; a sync of the log (`FULL`) is many times longer, and the
-            // queue keeps the runtime free (and lets its other commits join the group).
-            RuntimeFlavor::CurrentThread if self.ctx.options.synchronous == Synchronous::Normal => {
-                false
-            }
+            RuntimeFlavor::MultiThread => !inline,
+            RuntimeFlavor::CurrentThread if inline => false,
             _ => return None,
         };
         let mut conn = match self.conn.try_lock() {
