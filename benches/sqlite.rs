@@ -590,6 +590,15 @@ fn loads(c: &mut Criterion) {
             })
         });
     }
+    // The machine is shared: the same baseline once more, last, shows how far its speed
+    // drifted while the group ran (read the ratios against both).
+    g.bench_function(
+        "baseline again, last (drift check): rusqlite SELECT + serde decode + fold",
+        |b| {
+            let conn = raw_connection(&path, Synchronous::Full);
+            b.iter_with_large_drop(|| raw_load(&conn, black_box(&id)))
+        },
+    );
     g.finish();
 }
 
