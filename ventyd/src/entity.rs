@@ -131,7 +131,9 @@ impl CreateOptions {
 #[derive(Debug, Clone)]
 pub(crate) struct Queued<E> {
     pub(crate) envelope: Envelope<E>,
-    pub(crate) body: Value,
+    /// The body as JSON text, encoded once when the event was dispatched (after it passed its
+    /// schema), so that a commit only copies it.
+    pub(crate) body: String,
 }
 
 /// An event-sourced entity: state, identity, version, history and the events not yet committed.
@@ -247,7 +249,10 @@ impl<A: Reducer> Entity<A> {
             state,
             committed_version: 0,
             history: Vec::new(),
-            queue: vec![Queued { envelope, body }],
+            queue: vec![Queued {
+                envelope,
+                body: body.to_string(),
+            }],
             config: config.clone(),
         })
     }
@@ -347,7 +352,7 @@ impl<A: Reducer> Entity<A> {
                 metadata: None,
                 event,
             },
-            body,
+            body: body.to_string(),
         })
     }
 

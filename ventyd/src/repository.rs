@@ -379,7 +379,7 @@ fn new_events<A: Reducer>(entity: &Entity<A>, metadata: &Option<Arc<Metadata>>) 
             schema_version: q.envelope.schema_version,
             event_created_at: q.envelope.event_created_at,
             metadata: metadata.clone(),
-            body: q.body.to_string(),
+            body: q.body.clone(),
             // The body was checked against this schema when it was dispatched.
             checked_schema: <A::Event as Event>::schemas()
                 .get(q.envelope.event.variant_index())
