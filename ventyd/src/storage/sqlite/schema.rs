@@ -185,7 +185,8 @@ pub(super) fn open_memory(ctx: &Ctx) -> Result<Connection, Error> {
 }
 
 /// Turns on SQLite's query planner stability guarantee, so that a cached statement is not
-/// compiled again at each use (see "Blocking work" in the module docs).
+/// compiled again at each use (see "Blocking work" in the module docs), and makes room in the
+/// statement cache for all of the store's statements.
 pub(super) fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
