@@ -75,17 +75,16 @@
 //! written when the caller gave up, and the caller cannot know); a retry of it is safe, because
 //! the store recognises events it already holds.
 //!
-//! A **lone commit** (no other commit of the store in flight in this process) skips the queue
-//! when the file's write lock is free at that moment, and commits on the caller's thread: with
-//! [`Synchronous::Normal`] inline, on either runtime (such a commit takes about as long as the
-//! hand-off to the thread and back would, like any short piece of work between two awaits),
-//! and with `FULL` in `block_in_place` on the multi-threaded runtime (tokio first hands the
-//! worker's other tasks to another thread). It never waits for the lock there: the
-//! connection's busy timeout is zero for the try, and when another process holds the lock,
-//! nothing is written and the unit goes to the queue. So a caller's timeout still ends every
-//! wait for a lock, and a single committer pays no thread hand-off. With `FULL` on a
-//! current-thread runtime every commit goes to the queue, which keeps the runtime free while
-//! the log is synced, and lets its other commits join the group.
+//! With [`Synchronous::Normal`], a **lone commit** (no other commit of the store in flight in
+//! this process) skips the queue when the file's write lock is free at that moment, and
+//! commits inline on the caller's thread: such a commit takes about as long as the hand-off to
+//! the thread and back would, like any short piece of work between two awaits. It never waits
+//! for the lock there: the connection's busy timeout is zero for the try, and when another
+//! process holds the lock, nothing is written and the unit goes to the queue. So a caller's
+//! timeout still ends every wait for a lock, and a single committer pays no thread hand-off.
+//! With `FULL` every commit goes to the queue: the sync of the log is many times longer than a
+//! hand-off, the runtime stays free meanwhile, and other commits join the group. (Commits
+//! never use `block_in_place`, which panics inside a `LocalSet`.)
 //!
 //! The writer **group-commits**: it takes the first waiting unit and every unit queued behind
 //! it, and writes them in one transaction, each unit in a savepoint of its own, so a conflict
@@ -117,15 +116,11 @@
 //!
 //! # Blocking work
 //!
-//! SQLite calls block. Commits run on the writer thread or, alone, in place (above). Reads
-//! never wait for a lock in WAL mode, so they run where they cost least:
-//!
-//! - on the multi-threaded runtime (what `#[tokio::main]` starts) in `block_in_place`: tokio
-//!   first hands the worker's queued tasks to another thread, then the read runs on the
-//!   current thread, so no thread has to be woken to run it or to report back;
-//! - on a current-thread runtime, which has no other thread to hand its tasks to, on tokio's
-//!   blocking pool (`spawn_blocking`);
-//! - outside tokio, on the calling thread.
+//! SQLite calls block. Commits run on the writer thread or, alone with `NORMAL`, inline
+//! (above). Reads, and opening a file, run on tokio's blocking pool (`spawn_blocking`; outside
+//! tokio, on the calling thread), so a long read never holds up the runtime's other tasks.
+//! They used to run in `block_in_place` on the multi-threaded runtime, which saves the hand-off
+//! but panics inside a `LocalSet`, and nothing tells beforehand whether it will.
 //!
 //! A hand-off to another thread costs a thread wake-up in each direction (tens of microseconds
 //! on the virtual machine measured, sometimes a hundred: with `synchronous=NORMAL` a commit
@@ -163,7 +158,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::Semaphore;
 
 use super::{
@@ -323,7 +317,7 @@ impl SqliteStorage {
             options,
             origin: 0,
         };
-        let (ctx, conn) = blocking(move || open(ctx, schema::open_file)).await??;
+        let (ctx, conn) = off_the_runtime(move || open(ctx, schema::open_file)).await??;
         let readers = (options.readers > 0).then(|| {
             Arc::new(Readers {
                 idle: StdMutex::new(Vec::new()),
@@ -343,7 +337,7 @@ impl SqliteStorage {
             options: SqliteOptions::default(),
             origin: 0,
         };
-        let (ctx, conn) = blocking(move || open(ctx, schema::open_memory)).await??;
+        let (ctx, conn) = off_the_runtime(move || open(ctx, schema::open_memory)).await??;
         SqliteStorage::new(ctx, conn, None)
     }
 
@@ -407,7 +401,7 @@ impl SqliteStorage {
             .await
             .map_err(|e| StorageError::with_source("the SQLite readers are closed", e))?;
         let (readers, shared) = (readers.clone(), self.shared.clone());
-        blocking(move || {
+        off_the_runtime(move || {
             let _permit = permit;
             let conn = readers.take(&shared.ctx)?;
             let result = f(&conn, &shared.ctx);
@@ -415,25 +409,6 @@ impl SqliteStorage {
             result
         })
         .await?
-    }
-}
-
-/// Runs blocking SQLite work without holding up the async runtime.
-///
-/// - On tokio's multi-threaded runtime (what `#[tokio::main]` starts), with `block_in_place`:
-///   tokio first hands the worker's other tasks to another thread, then the work runs right
-///   here. Nothing waits for a thread to wake up, so a commit costs what SQLite costs.
-/// - On a current-thread runtime, which has no other worker to hand its tasks to, on tokio's
-///   blocking pool (`spawn_blocking`).
-/// - Outside tokio, on the calling thread.
-///
-/// Reads use it: they never wait for a lock in WAL mode, so there is no wait to cancel.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            Ok(tokio::task::block_in_place(f))
-        }
-        _ => off_the_runtime(f).await,
     }
 }
 

@@ -326,3 +326,55 @@ fn a_unit_whose_write_fails_in_a_group_fails_alone_and_the_others_commit_once() 
     assert!(rows("d").is_empty(), "nothing of d is stored");
     assert_eq!(rows("a").len(), 1);
 }
+
+#[test]
+fn commits_and_reads_work_inside_a_local_set_and_on_the_blocking_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let store = rt
+        .block_on(SqliteStorage::open(dir.path().join("local.db")))
+        .unwrap();
+    // A `LocalSet` on the multi-threaded runtime, where `tokio::task::block_in_place` panics:
+    // the store must not use it, for commits or for reads.
+    let local = tokio::task::LocalSet::new();
+    let in_local = store.clone();
+    local.block_on(&rt, async move {
+        for (i, expected) in [ExpectedVersion::NoStream, ExpectedVersion::after(1)]
+            .into_iter()
+            .enumerate()
+        {
+            let events = [event(i)];
+            let out = in_local
+                .append(AppendRequest::new("t", "local", expected, &events))
+                .await
+                .unwrap();
+            assert_eq!(out.version, i as u64 + 1);
+        }
+        let read = in_local
+            .read_stream("t", "local", ReadRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 2);
+    });
+    // A thread of tokio's blocking pool, which has the runtime's handle but is no worker.
+    let on_pool = store.clone();
+    rt.block_on(async move {
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(async {
+                let events = [event(3)];
+                let out = on_pool
+                    .append(AppendRequest::new(
+                        "t",
+                        "local",
+                        ExpectedVersion::after(2),
+                        &events,
+                    ))
+                    .await
+                    .unwrap();
+                assert_eq!(out.version, 3);
+            })
+        })
+        .await
+        .unwrap();
+    });
+}

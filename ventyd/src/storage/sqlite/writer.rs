@@ -13,14 +13,13 @@
 //! unit, and each caller gets its own outcome. With `synchronous=FULL` one sync of the log then
 //! serves the whole group.
 //!
-//! A commit with no other commit of this store in flight skips the queue when it can: it
-//! takes the connection and commits on its own thread, as a single-unit transaction, inline
-//! with `synchronous=NORMAL` and in `block_in_place` with `FULL` on the multi-threaded runtime,
-//! but only if the file's write lock is free at that moment (the connection's busy timeout is
-//! zero meanwhile). When another process holds the lock, nothing is written and the unit goes
-//! to the queue, where the thread does the waiting. So a caller's timeout still ends every wait
-//! for a lock, and a lone committer pays no thread hand-off (two wake-ups, more than a commit
-//! costs with `synchronous=NORMAL`).
+//! With `synchronous=NORMAL`, a commit with no other commit of this store in flight skips the
+//! queue when it can: it takes the connection and commits inline on its own thread, as a
+//! single-unit transaction, but only if the file's write lock is free at that moment (the
+//! connection's busy timeout is zero meanwhile). When another process holds the lock, nothing
+//! is written and the unit goes to the queue, where the thread does the waiting. So a caller's
+//! timeout still ends every wait for a lock, and a lone committer pays no thread hand-off (two
+//! wake-ups, more than such a commit costs).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
@@ -28,7 +27,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::oneshot;
 
 use super::write::{OwnedUnit, commit_group, commit_now};
@@ -107,46 +105,35 @@ impl Writer {
         self.queue(OwnedUnit::new(unit)).await
     }
 
-    /// Commits `unit` on the caller's thread if that holds up other tasks no longer than a
-    /// hand-off would and waits for no lock; `None` when it cannot (nothing was written).
+    /// Commits `unit` inline, on the caller's thread, when that holds up the caller's other
+    /// tasks no longer than a hand-off to the thread would and waits for no lock; `None` when it
+    /// cannot (nothing was written).
+    ///
+    /// With `synchronous=NORMAL` a commit takes about as long as handing it to the thread and
+    /// back would (tens of microseconds, no sync of the log), like any short piece of work
+    /// between two awaits. A sync of the log (`FULL`) is many times longer, so those commits go
+    /// to the queue: the runtime stays free meanwhile, and other commits join the group. (Not
+    /// `block_in_place`: it panics inside a `LocalSet`, and nothing tells beforehand.)
     fn commit_in_place(&self, unit: &UnitOfWork<'_>) -> Option<Result<CommitOutcome, Error>> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        // With `synchronous=NORMAL` a commit takes about as long as handing it to another
-        // thread and back would (tens of microseconds, no sync of the log), so it runs inline,
-        // like any short piece of work between two awaits. A sync of the log (`FULL`) is many
-        // times longer: on the multi-threaded runtime it runs in `block_in_place`, which first
-        // hands the worker's other tasks to another thread; a current-thread runtime has no
-        // other thread, so there the queue keeps the runtime free (and lets its other commits
-        // join the group).
-        let inline = self.ctx.options.synchronous == Synchronous::Normal;
-        let moves_other_tasks = match handle.runtime_flavor() {
-            RuntimeFlavor::MultiThread => !inline,
-            RuntimeFlavor::CurrentThread if inline => false,
-            _ => return None,
-        };
+        if self.ctx.options.synchronous != Synchronous::Normal {
+            return None;
+        }
         let mut conn = match self.conn.try_lock() {
             Ok(conn) => conn,
             Err(TryLockError::Poisoned(conn)) => conn.into_inner(),
             // The thread is still writing a unit whose caller stopped waiting.
             Err(TryLockError::WouldBlock) => return None,
         };
-        let mut commit = move || {
-            let timeout = self.ctx.options.busy_timeout;
-            if let Err(e) = conn.busy_timeout(Duration::ZERO) {
-                return Some(Err(self.ctx.error("cannot set the busy timeout", e)));
-            }
-            let outcome = commit_now(&mut conn, &self.ctx, unit);
-            if let Err(e) = conn.busy_timeout(timeout) {
-                // The thread would not wait for the lock any more: say so rather than go on.
-                return Some(Err(self.ctx.error("cannot set the busy timeout", e)));
-            }
-            outcome
-        };
-        if moves_other_tasks {
-            tokio::task::block_in_place(commit)
-        } else {
-            commit()
+        let timeout = self.ctx.options.busy_timeout;
+        if let Err(e) = conn.busy_timeout(Duration::ZERO) {
+            return Some(Err(self.ctx.error("cannot set the busy timeout", e)));
         }
+        let outcome = commit_now(&mut conn, &self.ctx, unit);
+        if let Err(e) = conn.busy_timeout(timeout) {
+            // The thread would not wait for the lock any more: say so rather than go on.
+            return Some(Err(self.ctx.error("cannot set the busy timeout", e)));
+        }
+        outcome
     }
 
     /// Queues a unit and waits for its outcome.
