@@ -227,8 +227,8 @@ impl<'a> UnitOfWork<'a> {
     /// an [`InvalidRequest`](crate::StorageErrorKind::InvalidRequest) error naming what is wrong:
     /// an empty unit; a stream appended to twice; a document written twice; an event id used
     /// twice; an empty entity name, entity id, event name, collection or key; a NUL character in
-    /// any of them or in a body (no store can keep one faithfully: PostgreSQL's text and JSONB
-    /// refuse it).
+    /// any of them, in a body (raw, or as the JSON escape `\u0000`) or anywhere in an event's
+    /// metadata (no store can keep one faithfully: PostgreSQL's text and JSONB refuse it).
     pub fn check(&self) -> Result<(), Error> {
         if self.is_empty() {
             return Err(StorageError::invalid(

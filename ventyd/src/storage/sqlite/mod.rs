@@ -87,8 +87,10 @@
 //! never use `block_in_place`, which panics inside a `LocalSet`.)
 //!
 //! The writer **group-commits**: it takes the first waiting unit and every unit queued behind
-//! it, and writes them in one transaction, each unit in a savepoint of its own, so a conflict
-//! fails only its own unit and every caller gets its own outcome. With `synchronous=FULL` one
+//! it, and writes them in one transaction, one unit after the other, so a conflict fails only
+//! its own unit and every caller gets its own outcome (a unit's checks all come before its
+//! first write; when a write itself fails, the group is rolled back and written again with a
+//! savepoint per unit, so the failing unit is rolled back alone). With `synchronous=FULL` one
 //! sync of the write-ahead log then serves the whole group. (An in-memory store, and a file
 //! opened with no readers, share one connection for reads and writes behind an async lock
 //! instead, and commit one unit per transaction, on tokio's blocking pool.)

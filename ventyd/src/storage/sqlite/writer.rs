@@ -9,9 +9,9 @@
 //! Group commit: the thread takes the first waiting unit, then every unit that queued behind it
 //! (up to [`MAX_GROUP`]; when the last group held several units, it waits up to half that
 //! group's write time, at most [`MAX_GATHER`], for as many again), and writes them in one
-//! transaction, each unit in a savepoint of its own, so that a conflict fails only its own
-//! unit, and each caller gets its own outcome. With `synchronous=FULL` one sync of the log then
-//! serves the whole group.
+//! transaction so that a conflict fails only its own unit and each caller gets its own outcome
+//! (see [`commit_group`]: savepoints only when a write fails). With `synchronous=FULL` one
+//! sync of the log then serves the whole group.
 //!
 //! With `synchronous=NORMAL`, a commit with no other commit of this store in flight skips the
 //! queue when it can: it takes the connection and commits inline on its own thread, as a
@@ -94,8 +94,8 @@ impl Writer {
         })
     }
 
-    /// Commits a unit: in place when it is the only commit in flight and the file's lock is
-    /// free, else through the queue.
+    /// Commits a unit: inline with `synchronous=NORMAL` when it is the only commit in flight
+    /// and the file's lock is free, else through the queue.
     pub(super) async fn commit(&self, unit: &UnitOfWork<'_>) -> Result<CommitOutcome, Error> {
         let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
         let _in_flight = InFlight(&self.in_flight);
@@ -170,8 +170,8 @@ impl Drop for Writer {
 }
 
 fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // A panic while the connection was held rolled its transaction back (rusqlite rolls back a
-    // transaction it drops), so the connection is fine to use.
+    // A panic while the connection was held rolled its transaction back (the transaction guard
+    // rolls back when it is dropped open), so the connection is fine to use.
     conn.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
