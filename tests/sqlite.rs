@@ -1539,24 +1539,24 @@ fn a_document_is_stored_with_its_events_or_not_at_all() {
         // A document at another revision, or an append that conflicts: neither is stored.
         let more = counter(2);
         let at5 = snapshot(5);
-        let err = store
-            .commit(
-                &UnitOfWork::new()
-                    .append(AppendRequest::new(
-                        "counter",
-                        "s",
-                        ExpectedVersion::Exact(3),
-                        &more,
-                    ))
-                    .document(DocumentWrite::put(
-                        collection,
-                        "s",
-                        ExpectedRevision::Exact(4),
-                        &at5,
-                    )),
-            )
-            .await
-            .unwrap_err();
+        // Two more events and the snapshot at 5, expecting the stream and the document at
+        // `version` and `revision`.
+        let unit = |version: u64, revision: u64| {
+            UnitOfWork::new()
+                .append(AppendRequest::new(
+                    "counter",
+                    "s",
+                    ExpectedVersion::Exact(version),
+                    &more,
+                ))
+                .document(DocumentWrite::put(
+                    collection,
+                    "s",
+                    ExpectedRevision::Exact(revision),
+                    &at5,
+                ))
+        };
+        let err = store.commit(&unit(3, 4)).await.unwrap_err();
         let Error::DocumentConflict {
             key,
             expected,
@@ -1570,24 +1570,7 @@ fn a_document_is_stored_with_its_events_or_not_at_all() {
             (key.as_str(), *expected, *actual),
             ("s", ExpectedRevision::Exact(4), Some(1))
         );
-        let err = store
-            .commit(
-                &UnitOfWork::new()
-                    .append(AppendRequest::new(
-                        "counter",
-                        "s",
-                        ExpectedVersion::Exact(2),
-                        &more,
-                    ))
-                    .document(DocumentWrite::put(
-                        collection,
-                        "s",
-                        ExpectedRevision::Exact(1),
-                        &at5,
-                    )),
-            )
-            .await
-            .unwrap_err();
+        let err = store.commit(&unit(2, 1)).await.unwrap_err();
         assert!(err.is_concurrency(), "{err:?}");
         let read_s = || store.read_stream("counter", "s", ReadRange::ALL);
         assert_eq!(read_s().await.unwrap().len(), 3);
@@ -1597,19 +1580,7 @@ fn a_document_is_stored_with_its_events_or_not_at_all() {
         );
 
         // Both fit: both are stored; a retry of the same unit stores nothing again.
-        let unit = UnitOfWork::new()
-            .append(AppendRequest::new(
-                "counter",
-                "s",
-                ExpectedVersion::Exact(3),
-                &more,
-            ))
-            .document(DocumentWrite::put(
-                collection,
-                "s",
-                ExpectedRevision::Exact(1),
-                &at5,
-            ));
+        let unit = unit(3, 1);
         let outcome = store.commit(&unit).await.unwrap();
         assert_eq!(outcome.documents, [Some(2)]);
         let retried = store.commit(&unit).await.unwrap();

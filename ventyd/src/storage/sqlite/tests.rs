@@ -74,9 +74,8 @@ fn concurrent_commits_are_grouped_and_each_caller_gets_its_own_outcome() {
     });
 }
 
-/// A lone commit on the multi-threaded runtime, or on a current-thread runtime with
-/// `synchronous=NORMAL`, is first tried on the caller's thread; the four cases cover that try
-/// and the queue.
+/// A lone commit with `synchronous=NORMAL` is first tried inline, on the caller's thread, on
+/// either runtime; with `FULL` it goes to the writer thread. The four cases cover both paths.
 fn both_runtimes_and_sync_modes() -> Vec<(&'static str, tokio::runtime::Runtime, Synchronous)> {
     let current = || {
         tokio::runtime::Builder::new_current_thread()
@@ -377,4 +376,37 @@ fn commits_and_reads_work_inside_a_local_set_and_on_the_blocking_pool() {
         .await
         .unwrap();
     });
+}
+
+#[test]
+fn every_connection_plans_each_statement_once() {
+    use rusqlite::config::DbConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = super::Ctx {
+        path: Some(dir.path().join("plans.db")),
+        label: "plans.db".to_owned(),
+        options: SqliteOptions::new(),
+        origin: 0,
+    };
+    // Without the guarantee, a cached statement comparing a column with a parameter is
+    // compiled again each time it leaves rusqlite's statement cache.
+    let connections = [
+        (
+            "the writer of a file",
+            super::schema::open_file(&ctx).unwrap(),
+        ),
+        ("a reader of a file", super::open_reader(&ctx).unwrap()),
+        (
+            "an in-memory store",
+            super::schema::open_memory(&ctx).unwrap(),
+        ),
+    ];
+    for (which, conn) in connections {
+        assert!(
+            conn.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG)
+                .unwrap(),
+            "{which}: the query planner stability guarantee is off"
+        );
+    }
 }

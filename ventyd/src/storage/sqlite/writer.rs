@@ -99,7 +99,7 @@ impl Writer {
     pub(super) async fn commit(&self, unit: &UnitOfWork<'_>) -> Result<CommitOutcome, Error> {
         let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
         let _in_flight = InFlight(&self.in_flight);
-        if alone && let Some(outcome) = self.commit_in_place(unit) {
+        if alone && let Some(outcome) = self.commit_inline(unit) {
             return outcome;
         }
         self.queue(OwnedUnit::new(unit)).await
@@ -114,7 +114,7 @@ impl Writer {
     /// between two awaits. A sync of the log (`FULL`) is many times longer, so those commits go
     /// to the queue: the runtime stays free meanwhile, and other commits join the group. (Not
     /// `block_in_place`: it panics inside a `LocalSet`, and nothing tells beforehand.)
-    fn commit_in_place(&self, unit: &UnitOfWork<'_>) -> Option<Result<CommitOutcome, Error>> {
+    fn commit_inline(&self, unit: &UnitOfWork<'_>) -> Option<Result<CommitOutcome, Error>> {
         if self.ctx.options.synchronous != Synchronous::Normal {
             return None;
         }
