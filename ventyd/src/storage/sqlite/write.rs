@@ -33,6 +33,13 @@ const EVENT_BY_ID: &str = "SELECT position, entity_name, entity_id, version, eve
 /// The commit time of the newest event (see [`commit_time`]).
 const LAST_RECORDED: &str = "SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1";
 
+/// [`STREAM_VERSION`] of a unit's first stream and [`LAST_RECORDED`] in one statement: for a
+/// single-event commit, one statement run instead of two.
+const STREAM_VERSION_AND_LAST_RECORDED: &str = "SELECT \
+    (SELECT version FROM events WHERE entity_name = ?1 AND entity_id = ?2 \
+    ORDER BY version DESC LIMIT 1), \
+    (SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1)";
+
 const DOCUMENT_REVISION: &str = "SELECT revision FROM documents WHERE collection = ?1 AND key = ?2";
 
 const PUT_DOCUMENT: &str = "INSERT INTO documents (collection, key, revision, body, updated_at) \
@@ -220,8 +227,18 @@ fn commit_once(
     // IMMEDIATE takes the write lock before anything is read, so no other writer can get
     // between the checks and the writes.
     let tx = Tx::begin(conn)?;
-    let recorded_at = commit_time(&tx)?;
-    let outcome = apply(&tx, ctx, unit, metadata, careful, recorded_at)?;
+    let (recorded_at, first) = match unit.appends().first() {
+        Some(one) => {
+            let (version, last): (Option<i64>, Option<i64>) = tx
+                .prepare_cached(STREAM_VERSION_AND_LAST_RECORDED)?
+                .query_row(params![one.entity_name, one.entity_id], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            (not_before(last), Some(version))
+        }
+        None => (commit_time(&tx)?, None),
+    };
+    let outcome = apply(&tx, ctx, unit, metadata, careful, recorded_at, first)?;
     tx.commit()?;
     Ok(outcome)
 }
@@ -280,14 +297,21 @@ fn commit_time(tx: &Connection) -> rusqlite::Result<Timestamp> {
         .prepare_cached(LAST_RECORDED)?
         .query_row([], |row| row.get(0))
         .optional()?;
-    Ok(match last {
+    Ok(not_before(last))
+}
+
+/// The clock, or the newest stored commit time `last` (in milliseconds) when that is later.
+fn not_before(last: Option<i64>) -> Timestamp {
+    match last {
         Some(last) => Timestamp::now().max(Timestamp::from_millis(last)),
         None => Timestamp::now(),
-    })
+    }
 }
 
 /// Checks and writes one unit, committed at `recorded_at`, inside a transaction (or a
-/// savepoint) that the caller holds and ends: on an error, the caller rolls back.
+/// savepoint) that the caller holds and ends: on an error, the caller rolls back. `first` is
+/// the version of the unit's first stream when the caller has read it already in this
+/// transaction (`Some(None)`: the stream has no events).
 fn apply(
     tx: &Connection,
     ctx: &Ctx,
@@ -295,13 +319,16 @@ fn apply(
     metadata: &[Vec<Option<Arc<str>>>],
     careful: bool,
     recorded_at: Timestamp,
+    first: Option<Option<i64>>,
 ) -> Result<CommitOutcome, Failure> {
-    let plans = plan_appends(tx, ctx, unit, careful)?;
+    let plans = plan_appends(tx, ctx, unit, careful, first)?;
     let replay = is_replay(unit, &plans);
     check_guards(unit, &plans, replay).map_err(Failure::Refused)?;
 
     let mut revisions = Vec::with_capacity(unit.documents().len());
-    {
+    // Taking a statement from the cache and putting it back costs 1,500 instructions: none
+    // for a unit without documents.
+    if !unit.documents().is_empty() {
         let mut revision = tx.prepare_cached(DOCUMENT_REVISION)?;
         for d in unit.documents() {
             let current: Option<i64> = revision
@@ -393,13 +420,23 @@ fn plan_appends(
     ctx: &Ctx,
     unit: &UnitOfWork<'_>,
     careful: bool,
+    mut first: Option<Option<i64>>,
 ) -> Result<Vec<Plan>, Failure> {
     let mut plans = Vec::with_capacity(unit.appends().len());
-    let mut version = tx.prepare_cached(STREAM_VERSION)?;
+    let mut version = None;
     for req in unit.appends() {
-        let actual: Option<i64> = version
-            .query_row(params![req.entity_name, req.entity_id], |row| row.get(0))
-            .optional()?;
+        let actual: Option<i64> = match first.take() {
+            Some(known) => known,
+            None => {
+                let version = match &mut version {
+                    Some(statement) => statement,
+                    None => version.insert(tx.prepare_cached(STREAM_VERSION)?),
+                };
+                version
+                    .query_row(params![req.entity_name, req.entity_id], |row| row.get(0))
+                    .optional()?
+            }
+        };
         let actual = actual.map_or(Ok(0), from_sql_int)?;
         // The common case costs one index lookup: the stream is where the writer expected it,
         // and (unless a unique constraint fires) none of its event ids is stored.
@@ -540,7 +577,7 @@ fn group_once(
         };
         if isolation == Isolation::Trusting {
             let changes = tx.total_changes();
-            match apply(&tx, ctx, unit, &metadata, false, recorded_at) {
+            match apply(&tx, ctx, unit, &metadata, false, recorded_at, None) {
                 Ok(outcome) => results.push(Ok(outcome)),
                 // Refused before its first write (checked, not assumed: a refusal after a
                 // write would leave that write in the group).
@@ -557,7 +594,7 @@ fn group_once(
         loop {
             // A savepoint rolls back when dropped without `commit`.
             let sp = tx.savepoint()?;
-            match apply(&sp, ctx, unit, &metadata, careful, recorded_at) {
+            match apply(&sp, ctx, unit, &metadata, careful, recorded_at, None) {
                 Ok(outcome) => {
                     sp.commit()?;
                     results.push(Ok(outcome));
