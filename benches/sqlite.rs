@@ -8,7 +8,9 @@
 //!   insert the rows, `COMMIT`;
 //! - loading a 10,000-event entity: `Repository::find_one` trusting the store and validating on
 //!   load, and the baseline: the same `SELECT`, each body decoded with serde into a hand-written
-//!   event type, folded into the state, envelopes kept (as an entity keeps its history).
+//!   event type, folded into the state, envelopes kept (as an entity keeps its history); and
+//!   that baseline once more reading each event's commit time too (`recorded_at`), which ventyd
+//!   hands out with every event.
 //!
 //! ventyd's calls run as tasks on a two-worker multi-threaded tokio runtime, where a server's
 //! request handlers run; single-event appends are also shown from a current-thread runtime,
@@ -68,6 +70,13 @@ const RAW_INSERT: &str = "INSERT INTO events \
 
 const RAW_READ_STREAM: &str = "SELECT position, event_id, event_name, version, schema_version, \
     created_at, metadata, body FROM events \
+    WHERE entity_name = ?1 AND entity_id = ?2 AND version >= ?3 AND version <= ?4 \
+    ORDER BY version";
+
+/// [`RAW_READ_STREAM`] with the commit time of each event, which every event carries since the
+/// storage seam's second cut.
+const RAW_READ_STREAM_WITH_TIMES: &str = "SELECT position, event_id, event_name, version, \
+    schema_version, created_at, metadata, body, recorded_at FROM events \
     WHERE entity_name = ?1 AND entity_id = ?2 AND version >= ?3 AND version <= ?4 \
     ORDER BY version";
 
@@ -183,6 +192,7 @@ struct RawEnvelope {
     schema_version: u32,
     created_at: i64,
     metadata: Option<String>,
+    recorded_at: Option<i64>,
     event: RawEvent,
 }
 
@@ -209,9 +219,18 @@ fn raw_fold(state: &mut RawUser, e: &RawEvent) {
 }
 
 /// The same `SELECT` as the store, every body decoded with serde by its event name, folded, and
-/// the envelopes kept.
-fn raw_load(conn: &rusqlite::Connection, entity_id: &str) -> (RawUser, Vec<RawEnvelope>) {
-    let mut stmt = conn.prepare_cached(RAW_READ_STREAM).expect("prepare");
+/// the envelopes kept; with `times`, each event's commit time is read and kept too.
+fn raw_load(
+    conn: &rusqlite::Connection,
+    entity_id: &str,
+    times: bool,
+) -> (RawUser, Vec<RawEnvelope>) {
+    let sql = if times {
+        RAW_READ_STREAM_WITH_TIMES
+    } else {
+        RAW_READ_STREAM
+    };
+    let mut stmt = conn.prepare_cached(sql).expect("prepare");
     let mut rows = stmt
         .query(rusqlite::params!["user", entity_id, 1i64, i64::MAX])
         .expect("query");
@@ -236,6 +255,11 @@ fn raw_load(conn: &rusqlite::Connection, entity_id: &str) -> (RawUser, Vec<RawEn
             schema_version: row.get(4).expect("schema version"),
             created_at: row.get(5).expect("created at"),
             metadata: row.get(6).expect("metadata"),
+            recorded_at: if times {
+                row.get(8).expect("recorded at")
+            } else {
+                None
+            },
             event,
         });
     }
@@ -531,8 +555,16 @@ fn loads(c: &mut Criterion) {
     g.sample_size(30);
     g.bench_function("baseline: rusqlite SELECT + serde decode + fold", |b| {
         let conn = raw_connection(&path, Synchronous::Full);
-        b.iter_with_large_drop(|| raw_load(&conn, black_box(&id)))
+        b.iter_with_large_drop(|| raw_load(&conn, black_box(&id), false))
     });
+    // The same data as ventyd hands out: each event with its commit time.
+    g.bench_function(
+        "baseline, with commit times: rusqlite SELECT + serde decode + fold",
+        |b| {
+            let conn = raw_connection(&path, Synchronous::Full);
+            b.iter_with_large_drop(|| raw_load(&conn, black_box(&id), true))
+        },
+    );
     // Breakdowns: the rows alone, through rusqlite and through the store.
     g.bench_function(
         "breakdown, baseline: rusqlite SELECT into owned rows",
@@ -596,7 +628,7 @@ fn loads(c: &mut Criterion) {
         "baseline again, last (drift check): rusqlite SELECT + serde decode + fold",
         |b| {
             let conn = raw_connection(&path, Synchronous::Full);
-            b.iter_with_large_drop(|| raw_load(&conn, black_box(&id)))
+            b.iter_with_large_drop(|| raw_load(&conn, black_box(&id), false))
         },
     );
     g.finish();
