@@ -1,0 +1,135 @@
+//! The core API's second cut: values that must come back exactly, entities that cannot be
+//! created twice, and what a Ventyd user reaches for.
+
+mod common;
+
+use common::rt;
+use ventyd::prelude::*;
+
+/// A domain with a float, to check that every stored value loads exactly.
+mod gauge {
+    use ventyd::prelude::*;
+
+    #[event(entity = "gauge")]
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum GaugeEvent {
+        #[event(initial)]
+        Installed {
+            reading: f64,
+        },
+        Read {
+            reading: f64,
+        },
+    }
+
+    #[derive(Aggregate, Debug, Clone, PartialEq)]
+    #[aggregate(event = GaugeEvent)]
+    pub struct Gauge {
+        pub readings: Vec<f64>,
+    }
+
+    impl Reducer for Gauge {
+        fn init(installed: &GaugeInstalled) -> Self {
+            Gauge {
+                readings: vec![installed.reading],
+            }
+        }
+
+        fn apply(&mut self, event: &GaugeEvent) {
+            match event {
+                GaugeEvent::Installed { reading } | GaugeEvent::Read { reading } => {
+                    self.readings.push(*reading)
+                }
+            }
+        }
+    }
+
+    #[mutations]
+    impl Gauge {
+        /// Records a reading.
+        #[mutation]
+        pub fn read(&self, reading: f64) -> GaugeEvent {
+            GaugeEvent::Read { reading }
+        }
+    }
+}
+
+/// Finite doubles spread over every exponent and mantissa (SplitMix64 bit patterns), plus the
+/// values that are hard to print exactly.
+fn doubles(n: usize) -> Vec<f64> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut out = vec![
+        0.1,
+        1.0 / 3.0,
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        f64::MIN,
+        f64::EPSILON,
+        5e-324,
+        2.225_073_858_507_201e-308,
+        -0.0,
+        9_007_199_254_740_993.0,
+    ];
+    while out.len() < n {
+        let x = f64::from_bits(next());
+        if x.is_finite() {
+            out.push(x);
+        }
+    }
+    out
+}
+
+async fn floats_load_exactly<S: ventyd::storage::Storage>(store: S) {
+    use gauge::*;
+    let repo = Repository::<Gauge, _>::new(store);
+    let values = doubles(2_000);
+    let mut gauge = repo
+        .create(GaugeInstalled { reading: values[0] })
+        .expect("create");
+    for &v in &values[1..] {
+        gauge.read(v).expect("read");
+    }
+    repo.commit(&mut gauge).await.expect("commit");
+    let loaded = repo
+        .find_one(gauge.entity_id())
+        .await
+        .expect("load")
+        .expect("stored");
+    let differ: Vec<_> = values
+        .iter()
+        .zip(&loaded.state().readings)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .map(|(a, b)| format!("{a:e} came back as {b:e}"))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} values changed: {:?}",
+        differ.len(),
+        values.len(),
+        &differ[..differ.len().min(5)]
+    );
+    assert_eq!(loaded.state().readings.len(), values.len());
+}
+
+#[test]
+fn every_float_loads_exactly_as_it_was_committed_from_memory() {
+    rt().block_on(floats_load_exactly(MemoryStorage::new()));
+}
+
+#[test]
+fn every_float_loads_exactly_as_it_was_committed_from_sqlite() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path().join("floats.db"))
+            .await
+            .unwrap();
+        floats_load_exactly(store).await;
+    });
+}
