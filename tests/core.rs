@@ -133,3 +133,20 @@ fn every_float_loads_exactly_as_it_was_committed_from_sqlite() {
         floats_load_exactly(store).await;
     });
 }
+
+#[test]
+fn the_readme_names_the_minimum_rust_version_that_cargo_checks() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let manifest = std::fs::read_to_string(format!("{root}/Cargo.toml")).unwrap();
+    let version = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = "))
+        .expect("the workspace sets rust-version")
+        .trim_matches('"');
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let said = format!("Rust ({version} or newer)");
+    assert!(
+        readme.contains(&said),
+        "README.md must say {said:?}, as Cargo.toml's rust-version"
+    );
+}
