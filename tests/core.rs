@@ -51,6 +51,31 @@ mod gauge {
         pub fn read(&self, reading: f64) -> GaugeEvent {
             GaugeEvent::Read { reading }
         }
+
+        /// Wrongly returns the initial event again.
+        #[mutation]
+        pub fn reinstall(&self, reading: f64) -> GaugeEvent {
+            GaugeEvent::Installed { reading }
+        }
+
+        /// Wrongly returns a reading and then the initial event again.
+        #[mutation]
+        pub fn read_then_reinstall(&self, reading: f64) -> Vec<GaugeEvent> {
+            vec![
+                GaugeEvent::Read { reading },
+                GaugeEvent::Installed { reading },
+            ]
+        }
+
+        /// Wrongly dispatches a reading and then the initial event again.
+        #[mutation]
+        pub fn dispatch_reinstall(
+            d: &mut Dispatch<Self>,
+            reading: f64,
+        ) -> Result<(), ventyd::Error> {
+            d.dispatch(GaugeEvent::Read { reading })?;
+            d.dispatch(GaugeEvent::Installed { reading })
+        }
     }
 }
 
@@ -149,4 +174,40 @@ fn the_readme_names_the_minimum_rust_version_that_cargo_checks() {
         readme.contains(&said),
         "README.md must say {said:?}, as Cargo.toml's rust-version"
     );
+}
+
+#[test]
+fn a_mutation_cannot_create_an_entity_again() {
+    use gauge::*;
+    let mut gauge = Entity::<Gauge>::create(GaugeInstalled { reading: 1.0 }).unwrap();
+    let before = gauge.clone();
+    let check = |err: ventyd::Error, gauge: &Entity<Gauge>| {
+        assert!(
+            matches!(
+                err,
+                ventyd::Error::InitialAgain {
+                    entity_name: "gauge",
+                    event_name: "gauge:installed",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(gauge.entity_id()), "{message}");
+        assert!(message.contains("exists already"), "{message}");
+        // Nothing was applied or queued.
+        assert_eq!(gauge.state(), before.state());
+        assert_eq!(gauge.version(), 1);
+        assert_eq!(gauge.queued_events().len(), 1);
+    };
+    let err = gauge.reinstall(2.0).unwrap_err();
+    check(err, &gauge);
+    let err = gauge.read_then_reinstall(2.0).unwrap_err();
+    check(err, &gauge);
+    let err = gauge.dispatch_reinstall(2.0).unwrap_err();
+    check(err, &gauge);
+    // The entity still works.
+    gauge.read(3.0).unwrap();
+    assert_eq!(gauge.state().readings, vec![1.0, 3.0]);
 }

@@ -603,3 +603,24 @@ fn repository_clones_share_the_store_across_tasks() {
         assert_eq!(repo.storage().len(), 8);
     });
 }
+
+#[test]
+fn a_stream_with_a_second_initial_event_does_not_load() {
+    rt().block_on(async {
+        let again = ("user:created", r#"{"email":"b@example.com"}"#);
+        for validation in [
+            LoadValidation::Unverified,
+            LoadValidation::Always,
+            LoadValidation::Never,
+        ] {
+            let err = load_after_creation(again, validation).await.unwrap_err();
+            assert!(
+                matches!(decode_reason(&err), DecodeReason::InitialAgain),
+                "{err:?}"
+            );
+            let message = err.to_string();
+            assert!(message.contains("at version 2"), "{message}");
+            assert!(message.contains("user:created"), "{message}");
+        }
+    });
+}

@@ -335,6 +335,13 @@ impl<A: Reducer> Entity<A> {
     /// Validates an event and builds its queue entry at `version`, without touching the entity.
     fn prepare(&self, event: A::Event, version: u64) -> Result<Queued<A::Event>, Error> {
         let name = event.event_name();
+        if name == <A::Event as Event>::INITIAL_NAME {
+            return Err(Error::InitialAgain {
+                entity_name: <A::Event as Event>::ENTITY_NAME,
+                entity_id: self.id.to_string(),
+                event_name: name,
+            });
+        }
         let body = encode_body(&event).map_err(|source| Error::Encode {
             event_name: name,
             source,
@@ -530,6 +537,9 @@ impl<A: Reducer> EventVisitor for Loader<A> {
                 self.history.push(envelope.with_event(initial.into()));
             }
             Some(state) => {
+                if e.event_name == <A::Event as Event>::INITIAL_NAME {
+                    return Err(decode_error(&e, DecodeReason::InitialAgain));
+                }
                 let (event, envelope) = decode_stored::<A::Event, A::Event>(
                     &e,
                     &self.id,

@@ -86,6 +86,20 @@ pub enum Error {
     #[error(transparent)]
     Decode(Box<DecodeError>),
 
+    /// A mutation returned or dispatched the initial event on an entity that exists: an entity
+    /// is created once, by `create`, and its initial event is always its first.
+    #[error(
+        "{entity_name} {entity_id:?} exists already: {event_name:?} is its initial event, which only `create` makes, as the first event of a stream"
+    )]
+    InitialAgain {
+        /// The entity name.
+        entity_name: &'static str,
+        /// The entity id.
+        entity_id: String,
+        /// The initial event's name.
+        event_name: &'static str,
+    },
+
     /// An event body could not be encoded to JSON (for example a map with non-string keys).
     #[error("cannot encode the body of {event_name:?} as JSON: {source}")]
     Encode {
