@@ -7,6 +7,8 @@
 //! `VENTYD_BLESS=1 cargo test --test schema` and read the diff.
 
 mod common;
+#[path = "fingerprint/domain.rs"]
+mod fingerprint_domain;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -1290,4 +1292,9 @@ fn the_name_table_with_another_separator_and_a_later_initial_event() {
     }
     .into();
     assert_eq!(opened.event_name(), "account/opened");
+}
+
+#[test]
+fn fingerprints_move_with_the_rules_only() {
+    fingerprint_domain::check();
 }

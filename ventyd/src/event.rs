@@ -171,9 +171,12 @@ impl EventSchema {
         &self.schema
     }
 
-    /// A 64-bit fingerprint of the schema (FNV-1a over its JSON text, keys sorted), the same in
-    /// every process and build that has the same schema. Stored with each event as the record
-    /// of the schema its body was checked against.
+    /// A 64-bit fingerprint of what the schema checks: FNV-1a over a canonical text of the
+    /// schema that leaves out annotations (`title`, `description`, `examples`, `default`,
+    /// `$comment`, `deprecated`, `readOnly`, `writeOnly`) and sorts object keys itself. Stored
+    /// with each event as the record of the schema its body was checked against, so it changes
+    /// only when the rules change: not with a doc comment, and not with the key order of
+    /// `serde_json` maps (which another crate can change by turning on `preserve_order`).
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
@@ -293,7 +296,7 @@ impl EventSchemas {
                     });
                 EventSchema {
                     name,
-                    fingerprint: fnv1a(schema.to_string().as_bytes()),
+                    fingerprint: fingerprint(&schema),
                     schema,
                     validator,
                 }
@@ -315,6 +318,106 @@ impl EventSchemas {
     /// Every event schema, in variant order.
     pub fn iter(&self) -> impl Iterator<Item = &EventSchema> {
         self.events.iter()
+    }
+}
+
+/// The fingerprint of a schema: FNV-1a over [`canonical`] text.
+pub(crate) fn fingerprint(schema: &Value) -> u64 {
+    let mut text = String::new();
+    canonical(schema, Position::Schema, &mut text);
+    fnv1a(text.as_bytes())
+}
+
+/// Where a JSON value sits in a schema: what its object keys are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// A schema: its keys are keywords, and annotations among them are left out.
+    Schema,
+    /// A map from names to schemas (`properties`, `$defs`, ...): its keys are names, all kept.
+    Names,
+    /// A list of schemas (`allOf`, `prefixItems`, ...).
+    Schemas,
+    /// Data (`const`, `enum`, `required`, ...): kept whole.
+    Data,
+}
+
+/// Keywords that do not take part in validation (JSON Schema 2020-12, "meta-data" and
+/// `$comment`).
+const ANNOTATIONS: &[&str] = &[
+    "title",
+    "description",
+    "examples",
+    "default",
+    "$comment",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
+
+/// What the value of the keyword `key` of a schema is.
+fn position_of(key: &str) -> Position {
+    match key {
+        "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+            Position::Names
+        }
+        "allOf" | "anyOf" | "oneOf" | "prefixItems" => Position::Schemas,
+        "items"
+        | "additionalItems"
+        | "additionalProperties"
+        | "unevaluatedItems"
+        | "unevaluatedProperties"
+        | "contains"
+        | "propertyNames"
+        | "not"
+        | "if"
+        | "then"
+        | "else" => Position::Schema,
+        _ => Position::Data,
+    }
+}
+
+/// Writes `value` as JSON with object keys in byte order, whatever the map's own order, and
+/// without the annotation keywords of the schemas it holds.
+fn canonical(value: &Value, at: Position, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map
+                .keys()
+                .filter(|k| at != Position::Schema || !ANNOTATIONS.contains(&k.as_str()))
+                .collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                let inner = match at {
+                    Position::Schema => position_of(key),
+                    Position::Names => Position::Schema,
+                    Position::Schemas | Position::Data => Position::Data,
+                };
+                canonical(&map[key.as_str()], inner, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            let inner = match at {
+                // `items` may be a list of schemas in older drafts.
+                Position::Schemas | Position::Schema => Position::Schema,
+                Position::Names | Position::Data => Position::Data,
+            };
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, inner, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -737,8 +840,61 @@ mod tests {
         let s = Ev::schemas();
         let prints: std::collections::HashSet<_> = s.iter().map(|e| e.fingerprint()).collect();
         assert_eq!(prints.len(), 3);
-        let again = fnv1a(s.get(0).unwrap().schema().to_string().as_bytes());
+        let again = fingerprint(s.get(0).unwrap().schema());
         assert_eq!(s.get(0).unwrap().fingerprint(), again);
+    }
+
+    #[test]
+    fn fingerprints_ignore_annotations_and_keep_every_rule() {
+        use serde_json::json;
+        let base =
+            json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 3}}});
+        let annotated = json!({
+            "title": "A", "description": "about it", "$comment": "c",
+            "type": "object",
+            "properties": {"name": {
+                "type": "string", "maxLength": 3, "description": "the name",
+                "examples": ["abc"], "default": "a", "deprecated": true,
+                "readOnly": false, "writeOnly": false
+            }}
+        });
+        assert_eq!(fingerprint(&base), fingerprint(&annotated));
+        // A rule that changes changes the fingerprint.
+        let longer =
+            json!({"type": "object", "properties": {"name": {"type": "string", "maxLength": 4}}});
+        assert_ne!(fingerprint(&base), fingerprint(&longer));
+        // Names that look like annotations are properties, not annotations: kept.
+        for name in ["title", "description", "default", "examples"] {
+            let with = json!({"type": "object", "properties": {name: {"type": "string"}}});
+            let without = json!({"type": "object", "properties": {}});
+            assert_ne!(fingerprint(&with), fingerprint(&without), "{name}");
+            let required = json!({"type": "object", "required": [name]});
+            assert_ne!(
+                fingerprint(&required),
+                fingerprint(&json!({"type": "object", "required": []}))
+            );
+        }
+        // Data is kept whole, even where its keys are annotation names.
+        assert_ne!(
+            fingerprint(&json!({"const": {"description": 1}})),
+            fingerprint(&json!({"const": {}}))
+        );
+        // Inside lists of schemas and definitions, annotations are left out too.
+        assert_eq!(
+            fingerprint(
+                &json!({"anyOf": [{"type": "null"}, {"$ref": "#/$defs/T"}], "$defs": {"T": {"type": "integer"}}})
+            ),
+            fingerprint(
+                &json!({"anyOf": [{"type": "null", "title": "x"}, {"$ref": "#/$defs/T"}], "$defs": {"T": {"type": "integer", "description": "t"}}})
+            )
+        );
+        // The canonical text sorts keys and leaves out nothing else.
+        let mut text = String::new();
+        canonical(&annotated, Position::Schema, &mut text);
+        assert_eq!(
+            text,
+            r#"{"properties":{"name":{"maxLength":3,"type":"string"}},"type":"object"}"#
+        );
     }
 
     #[test]
