@@ -211,3 +211,121 @@ fn a_mutation_cannot_create_an_entity_again() {
     gauge.read(3.0).unwrap();
     assert_eq!(gauge.state().readings, vec![1.0, 3.0]);
 }
+
+/// A domain whose `coded` event has a `pattern` that is not a valid regex.
+mod badly_patterned {
+    use ventyd::prelude::*;
+
+    #[event(entity = "tag")]
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum TagEvent {
+        #[event(initial)]
+        Made { label: String },
+        Coded {
+            #[schemars(regex(pattern = "(unclosed"))]
+            code: String,
+        },
+    }
+
+    #[derive(Aggregate, Debug, Clone, PartialEq)]
+    #[aggregate(event = TagEvent)]
+    pub struct Tag {
+        pub label: String,
+        pub code: Option<String>,
+    }
+
+    impl Reducer for Tag {
+        fn init(made: &TagMade) -> Self {
+            Tag {
+                label: made.label.clone(),
+                code: None,
+            }
+        }
+
+        fn apply(&mut self, event: &TagEvent) {
+            match event {
+                TagEvent::Made { label } => self.label = label.clone(),
+                TagEvent::Coded { code } => self.code = Some(code.clone()),
+            }
+        }
+    }
+
+    #[mutations]
+    impl Tag {
+        /// Gives the tag a code.
+        #[mutation]
+        pub fn code(&self, code: String) -> TagEvent {
+            TagEvent::Coded { code }
+        }
+    }
+}
+
+fn is_schema_error(err: &ventyd::Error) -> bool {
+    matches!(err, ventyd::Error::Schema(s) if s.event_name == "tag:coded" && s.entity_name == "tag")
+}
+
+#[test]
+fn a_schema_that_does_not_compile_is_an_error_at_every_use_not_a_panic() {
+    use badly_patterned::*;
+    use ventyd::Event;
+    // The check a user runs in a test names the event and the problem.
+    let err = TagEvent::schemas().check().unwrap_err();
+    assert!(is_schema_error(&err), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("\"tag:coded\""), "{message}");
+    assert!(message.contains("does not compile"), "{message}");
+    assert!(message.contains("(unclosed"), "{message}");
+    assert!(
+        TagEvent::schemas()
+            .by_name("tag:made")
+            .unwrap()
+            .check()
+            .is_ok(),
+        "the other events keep their schemas"
+    );
+
+    // Every use of the broken schema is the same error, and changes nothing.
+    let mut tag = Entity::<Tag>::create(TagMade {
+        label: "blue".into(),
+    })
+    .unwrap();
+    for _ in 0..3 {
+        let err = tag.code("b1".into()).unwrap_err();
+        assert!(is_schema_error(&err), "{err:?}");
+        assert_eq!(tag.version(), 1);
+        assert_eq!(tag.state().code, None);
+    }
+}
+
+#[test]
+fn a_stored_event_whose_schema_does_not_compile_fails_to_load_with_the_schema_error() {
+    use badly_patterned::*;
+    use ventyd::storage::{AppendRequest, NewEvent};
+    use ventyd::{ExpectedVersion, IdGenerator};
+    rt().block_on(async {
+        let store = MemoryStorage::new();
+        let events = [
+            NewEvent::new(ventyd::UuidV7.event_id(), "tag:made", r#"{"label":"blue"}"#),
+            NewEvent::new(ventyd::UuidV7.event_id(), "tag:coded", r#"{"code":"b1"}"#),
+        ];
+        store
+            .append(AppendRequest::new(
+                "tag",
+                "t1",
+                ExpectedVersion::NoStream,
+                &events,
+            ))
+            .await
+            .unwrap();
+        let repo = Repository::<Tag, _>::new(store);
+        for _ in 0..2 {
+            let err = repo.find_one("t1").await.unwrap_err();
+            assert!(is_schema_error(&err), "{err:?}");
+        }
+        // Trusting the store, nothing is checked, so the events load.
+        let repo = Repository::<Tag, _>::new(repo.into_storage())
+            .load_validation(ventyd::LoadValidation::Never);
+        let tag = repo.find_one("t1").await.unwrap().unwrap();
+        assert_eq!(tag.state().code.as_deref(), Some("b1"));
+    });
+}

@@ -452,7 +452,7 @@ fn validate_index<E: Event>(
     let Some(schema) = E::schemas().get(index) else {
         return Ok(());
     };
-    schema.validate(body).map_err(|violations| {
+    schema.judge(body)?.map_err(|violations| {
         Error::from(ValidationError {
             entity_name: E::ENTITY_NAME,
             entity_id: Some(id.to_owned()),

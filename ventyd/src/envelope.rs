@@ -152,7 +152,7 @@ pub(crate) fn decode_stored<E: Event, T>(
             let value: Value = serde_json::from_str(stored.body)
                 .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
             schema
-                .validate(&value)
+                .judge(&value)?
                 .map_err(|v| decode_error(stored, DecodeReason::Schema(v)))?;
             Some(value)
         }
@@ -305,6 +305,7 @@ impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
         if let Some(index) = E::name_index(&raw.event_name)
             && let Some(schema) = E::schemas().get(index)
         {
+            schema.check().map_err(D::Error::custom)?;
             schema.validate(&raw.body).map_err(|violations| {
                 let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
                 D::Error::custom(format_args!(

@@ -86,6 +86,13 @@ pub enum Error {
     #[error(transparent)]
     Decode(Box<DecodeError>),
 
+    /// An event's JSON Schema does not compile (a bad `pattern` regex in a `#[schemars(...)]`
+    /// attribute): nothing can be checked against it, so no event of that name is created,
+    /// stored or loaded with a check. [`EventSchemas::check`](crate::EventSchemas::check) finds
+    /// these in a test.
+    #[error(transparent)]
+    Schema(Box<SchemaError>),
+
     /// A mutation returned or dispatched the initial event on an entity that exists: an entity
     /// is created once, by `create`, and its initial event is always its first.
     #[error(
@@ -204,6 +211,36 @@ impl fmt::Display for ValidationError {
 }
 
 impl std::error::Error for ValidationError {}
+
+/// An event's JSON Schema that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaError {
+    /// The entity name.
+    pub entity_name: &'static str,
+    /// The event whose schema does not compile.
+    pub event_name: &'static str,
+    /// What the schema compiler said (the keyword and what is wrong with it).
+    pub message: String,
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the JSON Schema of event {:?} (entity {:?}) does not compile: {}; fix the #[schemars(...)] attribute it comes from",
+            self.event_name, self.entity_name, self.message
+        )
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+impl From<SchemaError> for Error {
+    fn from(e: SchemaError) -> Self {
+        Error::Schema(Box::new(e))
+    }
+}
 
 /// One JSON Schema violation inside an event body.
 #[derive(Debug, Clone, PartialEq, Eq)]

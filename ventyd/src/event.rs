@@ -6,7 +6,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::error::Violation;
+use crate::error::{Error, SchemaError, Violation};
 
 /// An event enum: one variant per event of one entity.
 ///
@@ -145,10 +145,12 @@ macro_rules! event_name {
 
 /// The JSON Schema and compiled validator of one event body.
 pub struct EventSchema {
+    entity_name: &'static str,
     name: &'static str,
     schema: Value,
     fingerprint: u64,
-    validator: jsonschema::Validator,
+    /// The compiled validator, or what the compiler said of a schema that does not compile.
+    validator: Result<jsonschema::Validator, String>,
 }
 
 impl fmt::Debug for EventSchema {
@@ -181,17 +183,51 @@ impl EventSchema {
         self.fingerprint
     }
 
+    /// Whether the schema compiled: `Err` names the event and says what is wrong (a bad
+    /// `pattern` regex, say). ventyd refuses to create, store or check events of a schema that
+    /// does not compile, with this error; it never panics over one.
+    pub fn check(&self) -> Result<(), SchemaError> {
+        match &self.validator {
+            Ok(_) => Ok(()),
+            Err(message) => Err(SchemaError {
+                entity_name: self.entity_name,
+                event_name: self.name,
+                message: message.clone(),
+            }),
+        }
+    }
+
     /// Checks a body against the schema and lists every violation.
+    ///
+    /// A schema that does not compile ([`check`](Self::check)) accepts no body: the one
+    /// violation returned, at the body itself, says so.
     pub fn validate(&self, body: &Value) -> Result<(), Vec<Violation>> {
+        let validator = match &self.validator {
+            Ok(validator) => validator,
+            Err(message) => {
+                return Err(vec![Violation {
+                    pointer: String::new(),
+                    schema_path: String::new(),
+                    message: format!("the schema does not compile: {message}"),
+                }]);
+            }
+        };
         // The fast path answers without building error values; only a bad body pays for them.
-        if self.validator.is_valid(body) {
+        if validator.is_valid(body) {
             return Ok(());
         }
         let mut violations = Vec::new();
-        for error in self.validator.iter_errors(body) {
+        for error in validator.iter_errors(body) {
             flatten(&error, &mut violations);
         }
         Err(violations)
+    }
+
+    /// Checks a body, for ventyd's own callers: a schema that does not compile is
+    /// [`Error::Schema`](crate::Error::Schema), a body that fails is `Ok(Err(violations))`.
+    pub(crate) fn judge(&self, body: &Value) -> Result<Result<(), Vec<Violation>>, SchemaError> {
+        self.check()?;
+        Ok(self.validate(body))
     }
 }
 
@@ -287,14 +323,23 @@ impl EventSchemas {
                         }
                     }
                 }
+                // A schema that does not compile (a bad regex in a user's attribute) is kept
+                // with its error, which every use then reports: no panic, and the other
+                // events of the enum keep working.
                 let validator = jsonschema::options()
                     .with_draft(jsonschema::Draft::Draft202012)
                     .should_validate_formats(true)
                     .build(&schema)
-                    .unwrap_or_else(|e| {
-                        panic!("ventyd: the schema of {name:?} does not compile: {e}")
+                    .map_err(|e| {
+                        let at = e.schema_path().as_str();
+                        if at.is_empty() {
+                            e.to_string()
+                        } else {
+                            format!("{e} (at {at} in the schema)")
+                        }
                     });
                 EventSchema {
+                    entity_name: E::ENTITY_NAME,
                     name,
                     fingerprint: fingerprint(&schema),
                     schema,
@@ -318,6 +363,38 @@ impl EventSchemas {
     /// Every event schema, in variant order.
     pub fn iter(&self) -> impl Iterator<Item = &EventSchema> {
         self.events.iter()
+    }
+
+    /// Whether every event's schema compiles: run it in a test, so that a bad `#[schemars]`
+    /// attribute fails the build's tests instead of the first mutation in production.
+    ///
+    /// ```
+    /// use ventyd::prelude::*;
+    ///
+    /// #[event(entity = "user")]
+    /// #[derive(Debug, Clone)]
+    /// pub enum UserEvent {
+    ///     #[event(initial)]
+    ///     Created { #[schemars(regex(pattern = r"^[a-z]+$"))] handle: String },
+    /// }
+    ///
+    /// UserEvent::schemas().check().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// The first event whose schema does not compile; the message lists the others too.
+    pub fn check(&self) -> Result<(), Error> {
+        let mut failed = self.events.iter().filter_map(|e| e.check().err());
+        let Some(mut first) = failed.next() else {
+            return Ok(());
+        };
+        for other in failed {
+            first.message.push_str(&format!(
+                "; and the schema of {:?} does not compile either: {}",
+                other.event_name, other.message
+            ));
+        }
+        Err(first.into())
     }
 }
 

@@ -30,8 +30,8 @@ pub use entity::{
 };
 pub use envelope::Envelope;
 pub use error::{
-    BoxError, DecodeError, DecodeReason, Error, StorageError, StorageErrorKind, ValidationError,
-    Violation,
+    BoxError, DecodeError, DecodeReason, Error, SchemaError, StorageError, StorageErrorKind,
+    ValidationError, Violation,
 };
 pub use event::{Event, EventSchema, EventSchemas, LoadValidation, contains_name};
 pub use id::{IdGenerator, SequentialIds, UuidV7};
