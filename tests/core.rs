@@ -329,3 +329,183 @@ fn a_stored_event_whose_schema_does_not_compile_fails_to_load_with_the_schema_er
         assert_eq!(tag.state().code.as_deref(), Some("b1"));
     });
 }
+
+/// A profile whose events have optional fields, as a Ventyd (TypeScript) service declares them
+/// with valibot's `optional(string())`: the key is absent or a string, never `null`.
+mod profile {
+    use ventyd::prelude::*;
+
+    #[event(entity = "profile")]
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum ProfileEvent {
+        #[event(initial)]
+        Created {
+            email: String,
+            nickname: Option<String>,
+        },
+        Updated {
+            nickname: Option<String>,
+            bio: Option<String>,
+        },
+    }
+
+    #[derive(Aggregate, Debug, Clone, PartialEq)]
+    #[aggregate(event = ProfileEvent)]
+    pub struct Profile {
+        pub email: String,
+        pub nickname: Option<String>,
+        pub bio: Option<String>,
+    }
+
+    impl Reducer for Profile {
+        fn init(c: &ProfileCreated) -> Self {
+            Profile {
+                email: c.email.clone(),
+                nickname: c.nickname.clone(),
+                bio: None,
+            }
+        }
+
+        fn apply(&mut self, event: &ProfileEvent) {
+            match event {
+                ProfileEvent::Created { email, nickname } => {
+                    self.email = email.clone();
+                    self.nickname = nickname.clone();
+                }
+                ProfileEvent::Updated { nickname, bio } => {
+                    self.nickname = nickname.clone();
+                    self.bio = bio.clone();
+                }
+            }
+        }
+    }
+
+    #[mutations]
+    impl Profile {
+        /// Sets both optional fields.
+        #[mutation]
+        pub fn update(&self, nickname: Option<String>, bio: Option<String>) -> ProfileEvent {
+            ProfileEvent::Updated { nickname, bio }
+        }
+    }
+}
+
+/// What valibot's `object({ email: string(), nickname: optional(string()), ... })` accepts: each
+/// optional key absent or a string; `null` is refused. Returns what is wrong.
+fn ventyd_ts_accepts(
+    body: &serde_json::Value,
+    required: &[&str],
+    optional: &[&str],
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let Some(map) = body.as_object() else {
+        return vec![format!("{body} is not an object")];
+    };
+    for key in required {
+        if !map.get(*key).is_some_and(serde_json::Value::is_string) {
+            wrong.push(format!("{key} must be a string in {body}"));
+        }
+    }
+    for key in optional {
+        if let Some(value) = map.get(*key)
+            && !value.is_string()
+        {
+            wrong.push(format!(
+                "{key} must be absent or a string, not {value}, in {body}"
+            ));
+        }
+    }
+    wrong
+}
+
+#[test]
+fn a_store_shared_with_ventyd_typescript_reads_its_bodies_and_gets_bodies_it_accepts() {
+    use profile::*;
+    use ventyd::storage::{AppendRequest, NewEvent, ReadRange};
+    use ventyd::{ExpectedVersion, IdGenerator};
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path().join("shared.db"))
+            .await
+            .unwrap();
+        // What a TypeScript service wrote: `JSON.stringify` drops fields set to `undefined`, and
+        // a `nullable` field may hold `null`.
+        let written_by_ts = [
+            ("profile:created", r#"{"email":"ada@example.com"}"#),
+            ("profile:updated", r#"{"nickname":"ada","bio":null}"#),
+            ("profile:updated", r#"{}"#),
+            ("profile:updated", r#"{"bio":"Countess"}"#),
+        ];
+        let events: Vec<NewEvent> = written_by_ts
+            .iter()
+            .map(|(name, body)| NewEvent::new(ventyd::UuidV7.event_id(), *name, *body))
+            .collect();
+        store
+            .append(AppendRequest::new(
+                "profile",
+                "p1",
+                ExpectedVersion::NoStream,
+                &events,
+            ))
+            .await
+            .unwrap();
+
+        let repo = Repository::<Profile, _>::new(store);
+        let mut profile = repo.find_one("p1").await.unwrap().expect("stored");
+        assert_eq!(
+            profile.state(),
+            &Profile {
+                email: "ada@example.com".into(),
+                nickname: None,
+                bio: Some("Countess".into()),
+            }
+        );
+
+        // What ventyd writes back, for an entity of its own and for the shared one.
+        profile.update(Some("ada".into()), None).unwrap();
+        profile.update(None, None).unwrap();
+        repo.commit(&mut profile).await.unwrap();
+        let mut own = repo
+            .create(ProfileCreated {
+                email: "grace@example.com".into(),
+                nickname: None,
+            })
+            .unwrap();
+        own.update(None, Some("Admiral".into())).unwrap();
+        repo.commit(&mut own).await.unwrap();
+
+        let store = repo.storage();
+        let mut checked = 0;
+        for (id, from) in [("p1", 5), (own.entity_id(), 1)] {
+            for e in store
+                .read_stream("profile", id, ReadRange::ALL)
+                .await
+                .unwrap()
+            {
+                if e.version < from {
+                    continue;
+                }
+                let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+                let wrong = match &*e.event_name {
+                    "profile:created" => ventyd_ts_accepts(&body, &["email"], &["nickname"]),
+                    _ => ventyd_ts_accepts(&body, &[], &["nickname", "bio"]),
+                };
+                assert!(wrong.is_empty(), "{wrong:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4);
+        // Absent, exactly: not an empty string, not null.
+        let p1 = store
+            .read_stream("profile", "p1", ReadRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!(&*p1[4].body, r#"{"nickname":"ada"}"#);
+        assert_eq!(&*p1[5].body, "{}");
+
+        // And it all loads again, on both sides of the history.
+        let again = repo.find_one("p1").await.unwrap().unwrap();
+        assert_eq!(again.state(), profile.state());
+        assert_eq!(again.state().nickname, None);
+    });
+}

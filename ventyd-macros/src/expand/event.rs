@@ -5,6 +5,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::quote;
 use syn::{Attribute, Fields, Item};
 
+use super::fields;
 use crate::ast::{EventEnum, EventPlan, InitialBody, Shape};
 use crate::attr::is_event_attr;
 use crate::symbol::{COPIED_DERIVES, DOC, GENERATED_DERIVES};
@@ -51,7 +52,10 @@ pub fn expand(model: &EventEnum, plan: &EventPlan) -> TokenStream {
             let variant = variant.variant;
             let attrs = without_event_attrs(&variant.attrs);
             let ident = &variant.ident;
-            let fields = &variant.fields;
+            let fields = match &variant.fields {
+                Fields::Named(named) => fields::named(named, None),
+                other => quote!(#other),
+            };
             let discriminant = variant
                 .discriminant
                 .as_ref()
@@ -133,12 +137,7 @@ fn initial_struct(model: &EventEnum, plan: &EventPlan) -> TokenStream {
     let renames = renames
         .iter()
         .map(|(attr, value)| quote!(#[#attr(rename_all #value)]));
-    let fields = fields.named.iter().map(|field| {
-        let attrs = &field.attrs;
-        let ident = &field.ident;
-        let ty = &field.ty;
-        quote!(#(#attrs)* #vis #ident: #ty)
-    });
+    let fields = fields::named(fields, Some(vis));
     let derives = generated_derives();
     let crate_attrs = crate_attrs();
     quote! {
@@ -149,9 +148,7 @@ fn initial_struct(model: &EventEnum, plan: &EventPlan) -> TokenStream {
         #crate_attrs
         #user_derives
         #(#renames)*
-        #vis struct #struct_ident {
-            #(#fields,)*
-        }
+        #vis struct #struct_ident #fields
     }
 }
 

@@ -3,4 +3,5 @@
 
 pub mod aggregate;
 pub mod event;
+pub mod fields;
 pub mod mutation;
