@@ -516,6 +516,61 @@ fn a_database_with_foreign_tables_of_the_same_names_is_left_alone() {
     });
 }
 
+/// The file at `path` and the -wal, -shm and -journal files SQLite would put beside it.
+fn beside(path: &Path) -> Vec<PathBuf> {
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
+        .collect()
+}
+
+#[test]
+fn a_refused_file_with_foreign_tables_is_left_byte_identical_whatever_their_case() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, sql, names) in [
+            (
+                "foreign-events.db",
+                "CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT); \
+                 INSERT INTO events (what) VALUES ('theirs');",
+                &["events"][..],
+            ),
+            (
+                "foreign-upper.db",
+                "CREATE TABLE EVENTS (id INTEGER PRIMARY KEY, what TEXT);",
+                &["EVENTS"][..],
+            ),
+            (
+                "foreign-mixed.db",
+                "CREATE TABLE Documents (id INTEGER PRIMARY KEY); \
+                 CREATE INDEX Ventyd_Meta ON Documents (id);",
+                &["Documents", "Ventyd_Meta"][..],
+            ),
+        ] {
+            let path = dir.path().join(file);
+            let conn = raw(&path);
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(mode, "delete", "the fixture is in rollback-journal mode");
+            conn.execute_batch(sql).unwrap();
+            drop(conn);
+            let before = std::fs::read(&path).unwrap();
+            let err = SqliteStorage::open(&path).await.unwrap_err();
+            let message = storage_error_of(StorageErrorKind::InvalidRequest, &err);
+            assert_mentions(&message, &[&path.display().to_string(), "did not create"]);
+            assert_mentions(&message, names);
+            assert!(
+                std::fs::read(&path).unwrap() == before,
+                "{file}: the refused file is not byte-identical"
+            );
+            for other in beside(&path) {
+                assert!(!other.exists(), "{} is left behind", other.display());
+            }
+        }
+    });
+}
+
 fn dump_schema(path: &Path) -> Vec<(String, String)> {
     raw(path)
         .prepare("SELECT name, sql FROM sqlite_schema ORDER BY name")

@@ -94,8 +94,9 @@ INSERT INTO ventyd_meta (key, value) VALUES ('store_id', random() | 1);
 "#,
 ];
 
-/// The tables and indexes ventyd creates; a file that has one of them without ventyd's version
-/// is someone else's, and is left alone.
+/// The tables ventyd creates; a file that has a table, index, view or trigger of one of these
+/// names without ventyd's version is someone else's, and is left alone. SQLite compares names
+/// without regard to ASCII case, so `EVENTS` is taken too.
 const OWN_TABLES: [&str; 6] = [
     "ventyd_meta",
     "events",
@@ -152,6 +153,12 @@ pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
     // touch (not a database, or from a newer ventyd) is left exactly as it was.
     let found = retry_busy(options.busy_timeout, || schema_version(&conn)).map_err(fail)?;
     check_not_newer(found, label)?;
+    if found == 0 {
+        // Before the switch to WAL, which rewrites the file's header: a file of someone else's
+        // is refused as it was found.
+        let taken = retry_busy(options.busy_timeout, || foreign_names(&conn)).map_err(fail)?;
+        refuse_foreign(&taken, label)?;
+    }
 
     let mode: String = retry_busy(options.busy_timeout, || {
         conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -232,6 +239,33 @@ fn check_not_newer(found: u32, label: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The names in the file's schema (tables, indexes, views, triggers) that ventyd would create,
+/// as the file spells them.
+fn foreign_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema ORDER BY name")?;
+    let names = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    let mut taken = Vec::new();
+    for name in names {
+        let name = name?;
+        if OWN_TABLES.iter().any(|own| own.eq_ignore_ascii_case(&name)) {
+            taken.push(name);
+        }
+    }
+    Ok(taken)
+}
+
+/// Refuses a file without ventyd's schema version that has `taken` names of ventyd's.
+fn refuse_foreign(taken: &[String], label: &str) -> Result<(), Error> {
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(StorageError::invalid(format!(
+        "cannot open: the database {label} already has tables or indexes named {} that ventyd did not create; use a separate file for ventyd",
+        taken.join(", ")
+    ))
+    .into())
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`] in one transaction. The version is read again under
 /// the write lock, so a migration another process ran in the meantime is not run twice.
 fn migrate(conn: &Connection, label: &str, timeout: Duration) -> Result<(), Error> {
@@ -243,26 +277,9 @@ fn migrate(conn: &Connection, label: &str, timeout: Duration) -> Result<(), Erro
     let found = schema_version(&tx).map_err(fail)?;
     check_not_newer(found, label)?;
     if found == 0 {
-        let mut taken = Vec::new();
-        for name in OWN_TABLES {
-            let exists: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?1)",
-                    [name],
-                    |row| row.get(0),
-                )
-                .map_err(fail)?;
-            if exists {
-                taken.push(name);
-            }
-        }
-        if !taken.is_empty() {
-            return Err(StorageError::invalid(format!(
-                "cannot open: the database {label} already has tables or indexes named {} that ventyd did not create; use a separate file for ventyd",
-                taken.join(", ")
-            ))
-            .into());
-        }
+        // Again under the write lock: another process may have created them since the file
+        // was opened.
+        refuse_foreign(&foreign_names(&tx).map_err(fail)?, label)?;
     }
     for step in &MIGRATIONS[found as usize..] {
         tx.execute_batch(step).map_err(fail)?;
