@@ -571,6 +571,64 @@ fn a_refused_file_with_foreign_tables_is_left_byte_identical_whatever_their_case
     });
 }
 
+#[test]
+fn a_path_that_starts_with_file_is_a_plain_path_not_a_uri() {
+    rt().block_on(async {
+        // Absolute: the name of the file is "file:x.db".
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file:x.db");
+        let store = SqliteStorage::open(&path).await.unwrap();
+        append(
+            &store,
+            "counter",
+            "c",
+            ExpectedVersion::NoStream,
+            &counter(2),
+        )
+        .await
+        .unwrap();
+        drop(store);
+        assert_eq!(count_events(&path), 2);
+
+        // Relative, in a directory of the working directory whose name starts with "file:":
+        // as a URI this would be a database in memory (and, with other parameters, one
+        // without locking). As a path it is a file named "x.db?mode=memory".
+        let cwd_dir = tempfile::Builder::new()
+            .prefix("file:ventyd-test-")
+            .tempdir_in(".")
+            .unwrap();
+        let relative = PathBuf::from(cwd_dir.path().file_name().unwrap()).join("x.db?mode=memory");
+        assert!(relative.to_str().unwrap().starts_with("file:"));
+        let store = SqliteStorage::open(&relative).await.unwrap();
+        assert_eq!(store.path(), Some(relative.as_path()));
+        append(
+            &store,
+            "counter",
+            "c",
+            ExpectedVersion::NoStream,
+            &counter(3),
+        )
+        .await
+        .unwrap();
+        // Read through the store's read connections, which open the same path.
+        let read = store
+            .read_stream("counter", "c", ReadRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 3);
+        drop(store);
+        let literal = cwd_dir.path().join("x.db?mode=memory");
+        assert!(literal.is_file(), "{} was not created", literal.display());
+        assert_eq!(count_events(&literal), 3);
+        let store = SqliteStorage::open(&relative).await.unwrap();
+        let read = store
+            .read_stream("counter", "c", ReadRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 3, "a second open finds the file's events");
+    });
+}
+
 fn dump_schema(path: &Path) -> Vec<(String, String)> {
     raw(path)
         .prepare("SELECT name, sql FROM sqlite_schema ORDER BY name")

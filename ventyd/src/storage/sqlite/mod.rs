@@ -303,6 +303,10 @@ impl SqliteStorage {
     /// The tables are created or migrated as needed. Fails, naming the file, when it is not a
     /// SQLite database or is corrupt, when it cannot be created or written, when it was written
     /// by a newer ventyd, or when it stays locked by another process past the busy timeout.
+    ///
+    /// `path` is always the path of a file: one that starts with `file:` is not read as a
+    /// SQLite URI, and `:memory:` is a file of that name (for a store in memory, use
+    /// [`in_memory`](Self::in_memory)).
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStorage, Error> {
         Self::open_with(path, SqliteOptions::default()).await
     }
@@ -444,9 +448,9 @@ async fn off_the_runtime<T: Send + 'static>(
 }
 
 fn open_reader(ctx: &Ctx) -> Result<Connection, Error> {
-    let path = ctx.path.as_deref().unwrap_or(Path::new(""));
+    let path = schema::literal_path(ctx.path.as_deref().unwrap_or(Path::new("")));
     Connection::open_with_flags(
-        path,
+        &path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .and_then(|conn| {

@@ -1,5 +1,6 @@
 //! The tables, their migrations, and opening a file.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -129,16 +130,31 @@ pub(super) fn store_id(conn: &Connection, ctx: &Ctx) -> Result<u64, Error> {
     }
 }
 
+/// The name to hand SQLite for `path`, so that it names that file and nothing else.
+///
+/// The bundled SQLite is built with URI file names on (`SQLITE_USE_URI`), whatever the open
+/// flags say, so a name that starts with `file:` would be parsed as a URI, whose parameters can
+/// make a database in memory or turn off locking; and `:memory:` is always a database in
+/// memory. Such a (relative) path gets `./` in front, which names the same file.
+pub(super) fn literal_path(path: &Path) -> Cow<'_, Path> {
+    let name = path.as_os_str().as_encoded_bytes();
+    if name.starts_with(b"file:") || name == b":memory:" {
+        Cow::Owned(Path::new(".").join(path))
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
 pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
     let label = &ctx.label;
     let options = ctx.options;
-    let path = ctx.path.as_deref().unwrap_or(Path::new(""));
+    let path = literal_path(ctx.path.as_deref().unwrap_or(Path::new("")));
     let fail = |e| ctx.error("cannot open", e);
-    // No SQLITE_OPEN_URI: a path is a path, even one that starts with "file:".
+    // No SQLITE_OPEN_URI, but that is not enough: see `literal_path`.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    let conn = Connection::open_with_flags(&path, flags).map_err(fail)?;
     conn.busy_timeout(options.busy_timeout).map_err(fail)?;
     plan_once(&conn).map_err(fail)?;
     // SQLite quietly opens a file it may not write read-only; say so now, not at the first
