@@ -629,6 +629,55 @@ fn a_path_that_starts_with_file_is_a_plain_path_not_a_uri() {
     });
 }
 
+#[test]
+fn a_ventyd_meta_without_its_schema_version_is_reported_as_damaged() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, damage) in [
+            (
+                "deleted.db",
+                "DELETE FROM ventyd_meta WHERE key = 'schema_version'",
+            ),
+            (
+                "negative.db",
+                "UPDATE ventyd_meta SET value = -3 WHERE key = 'schema_version'",
+            ),
+        ] {
+            let path = dir.path().join(file);
+            drop(SqliteStorage::open(&path).await.unwrap());
+            assert_eq!(raw(&path).execute(damage, []).unwrap(), 1);
+            let before = std::fs::read(&path).unwrap();
+            let err = SqliteStorage::open(&path).await.unwrap_err();
+            let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+            assert_mentions(
+                &message,
+                &[
+                    &path.display().to_string(),
+                    "ventyd_meta",
+                    "schema version",
+                    "damaged",
+                    "backup",
+                ],
+            );
+            assert!(!message.contains("newer"), "{message}");
+            assert!(
+                std::fs::read(&path).unwrap() == before,
+                "the file is unchanged"
+            );
+        }
+    });
+}
+
+#[test]
+fn an_empty_path_is_refused_as_empty() {
+    rt().block_on(async {
+        let err = SqliteStorage::open("").await.unwrap_err();
+        let message = storage_error_of(StorageErrorKind::InvalidRequest, &err);
+        assert_mentions(&message, &["path is empty", "in_memory"]);
+        assert!(!message.contains("network"), "{message}");
+    });
+}
+
 fn dump_schema(path: &Path) -> Vec<(String, String)> {
     raw(path)
         .prepare("SELECT name, sql FROM sqlite_schema ORDER BY name")

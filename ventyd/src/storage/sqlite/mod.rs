@@ -302,7 +302,8 @@ impl SqliteStorage {
     ///
     /// The tables are created or migrated as needed. Fails, naming the file, when it is not a
     /// SQLite database or is corrupt, when it cannot be created or written, when it was written
-    /// by a newer ventyd, or when it stays locked by another process past the busy timeout.
+    /// by a newer ventyd or its recorded schema version is damaged, or when it stays locked by
+    /// another process past the busy timeout; an empty path is refused as such.
     ///
     /// `path` is always the path of a file: one that starts with `file:` is not read as a
     /// SQLite URI, and `:memory:` is a file of that name (for a store in memory, use
@@ -317,6 +318,13 @@ impl SqliteStorage {
         options: SqliteOptions,
     ) -> Result<SqliteStorage, Error> {
         let path = path.as_ref().to_path_buf();
+        // SQLite would open a private temporary database for an empty name.
+        if path.as_os_str().is_empty() {
+            return Err(StorageError::invalid(
+                "cannot open a SQLite store: the path is empty; give the path of the database file, or use SqliteStorage::in_memory() for a store in memory",
+            )
+            .into());
+        }
         let ctx = Ctx {
             label: path.display().to_string(),
             path: Some(path),

@@ -168,7 +168,7 @@ pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
     // The version is checked before anything is written, so that a file this build must not
     // touch (not a database, or from a newer ventyd) is left exactly as it was.
     let found = retry_busy(options.busy_timeout, || schema_version(&conn)).map_err(fail)?;
-    check_not_newer(found, label)?;
+    let found = check_version(found, label)?;
     if found == 0 {
         // Before the switch to WAL, which rewrites the file's header: a file of someone else's
         // is refused as it was found.
@@ -218,15 +218,28 @@ pub(super) fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The schema version recorded in the file; 0 for a file without ventyd's tables.
-fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+/// What a file records of its schema version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// No `ventyd_meta` table: a new file, or someone else's.
+    Nothing,
+    /// The version in `ventyd_meta`.
+    Version(u32),
+    /// A `ventyd_meta` table without a `schema_version` row.
+    Missing,
+    /// A `schema_version` that no ventyd writes (below 1, or past `u32`).
+    Invalid(i64),
+}
+
+/// The schema version recorded in the file.
+fn schema_version(conn: &Connection) -> rusqlite::Result<Recorded> {
     let has_meta: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'ventyd_meta')",
         [],
         |row| row.get(0),
     )?;
     if !has_meta {
-        return Ok(0);
+        return Ok(Recorded::Nothing);
     }
     let version: Option<i64> = conn
         .query_row(
@@ -235,24 +248,35 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
             |row| row.get(0),
         )
         .optional()?;
-    // A meta table without a version (or with a nonsensical one) cannot come from any ventyd;
-    // treating it as "too new" refuses the file without touching it.
-    Ok(version.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX)))
+    Ok(match version {
+        None => Recorded::Missing,
+        Some(v) => match u32::try_from(v) {
+            Ok(v) if v >= 1 => Recorded::Version(v),
+            _ => Recorded::Invalid(v),
+        },
+    })
 }
 
-fn check_not_newer(found: u32, label: &str) -> Result<(), Error> {
-    if found > SCHEMA_VERSION {
-        let found = if found == u32::MAX {
-            "an unknown version".to_owned()
-        } else {
-            format!("version {found}")
-        };
-        return Err(StorageError::new(StorageErrorKind::Unsupported, format!(
-            "cannot open: the database {label} was written by a newer ventyd (schema {found}; this build knows up to version {SCHEMA_VERSION}); upgrade ventyd to open it"
+/// The schema version of a file this build may open (0 for a file without ventyd's tables);
+/// a file from a newer ventyd, or whose recorded version is damaged, is refused without being
+/// touched.
+fn check_version(found: Recorded, label: &str) -> Result<u32, Error> {
+    let damaged = |what: String| {
+        Err(StorageError::new(StorageErrorKind::Corrupt, format!(
+            "cannot open: the ventyd_meta table of the database {label} {what}, so the file is damaged and ventyd cannot tell how to read it; restore it from a backup, or put back the row ('schema_version', N) with the version N of the ventyd that wrote it (this build writes version {SCHEMA_VERSION})"
         ))
-        .into());
+        .into())
+    };
+    match found {
+        Recorded::Nothing => Ok(0),
+        Recorded::Version(v) if v <= SCHEMA_VERSION => Ok(v),
+        Recorded::Version(v) => Err(StorageError::new(StorageErrorKind::Unsupported, format!(
+            "cannot open: the database {label} was written by a newer ventyd (schema version {v}; this build knows up to version {SCHEMA_VERSION}); upgrade ventyd to open it"
+        ))
+        .into()),
+        Recorded::Missing => damaged("has no schema version (its schema_version row was deleted)".to_owned()),
+        Recorded::Invalid(v) => damaged(format!("holds schema version {v}, which no ventyd writes")),
     }
-    Ok(())
 }
 
 /// The names in the file's schema (tables, indexes, views, triggers) that ventyd would create,
@@ -290,8 +314,7 @@ fn migrate(conn: &Connection, label: &str, timeout: Duration) -> Result<(), Erro
         Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
     })
     .map_err(fail)?;
-    let found = schema_version(&tx).map_err(fail)?;
-    check_not_newer(found, label)?;
+    let found = check_version(schema_version(&tx).map_err(fail)?, label)?;
     if found == 0 {
         // Again under the write lock: another process may have created them since the file
         // was opened.
