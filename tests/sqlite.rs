@@ -678,6 +678,127 @@ fn an_empty_path_is_refused_as_empty() {
     });
 }
 
+/// Damages `column` of the second event of `user` (position 3) with text that is not UTF-8,
+/// and checks that loading the entity, reading its stream and reading the log each name the
+/// entity, the version and the column in words.
+fn a_column_that_is_not_utf8(column: &str) {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("bad-{column}.db"));
+        let store = SqliteStorage::open(&path).await.unwrap();
+        let repo = Repository::<User, _>::new(store.clone());
+        let mut first = repo.create(alice()).unwrap();
+        repo.commit(&mut first).await.unwrap();
+        let mut user = repo.create(alice()).unwrap();
+        user.update_name("Alice Cooper".into()).unwrap();
+        repo.commit_with(&mut user, ventyd::Metadata::new().actor("test"))
+            .await
+            .unwrap();
+        let id = user.entity_id().to_owned();
+        let changed = raw(&path)
+            .execute(
+                &format!(
+                    "UPDATE events SET {column} = CAST(x'ff' AS TEXT) \
+                     WHERE entity_id = ?1 AND version = 2"
+                ),
+                [&id],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let words = [
+            &format!("user {id:?}")[..],
+            "version 2",
+            "position 3",
+            column,
+            "not valid UTF-8",
+            &path.display().to_string(),
+        ];
+
+        let err = repo.find_one(&id).await.unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+
+        let err = store
+            .read_stream("user", &id, ReadRange::ALL)
+            .await
+            .unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+
+        let log = whole_log(&store, 10).await;
+        assert_eq!(log.len(), 3);
+        let corrupt = log[2].event.as_ref().expect_err("the damaged row");
+        assert_eq!(corrupt.position, 3);
+        assert_eq!(corrupt.error.kind(), StorageErrorKind::Corrupt);
+        let message = corrupt.error.to_string();
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+    });
+}
+
+#[test]
+fn a_body_that_is_not_utf8_is_named_with_its_entity_and_version() {
+    a_column_that_is_not_utf8("body");
+}
+
+#[test]
+fn an_event_name_that_is_not_utf8_is_named_with_its_entity_and_version() {
+    a_column_that_is_not_utf8("event_name");
+}
+
+#[test]
+fn metadata_that_is_not_utf8_is_named_with_its_entity_and_version() {
+    a_column_that_is_not_utf8("metadata");
+}
+
+#[test]
+fn a_document_body_that_is_not_utf8_is_named_with_its_key() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad-document.db");
+        let store = SqliteStorage::open(&path).await.unwrap();
+        for key in ["n-1", "n-2"] {
+            store
+                .commit(&UnitOfWork::new().document(DocumentWrite::put(
+                    "notes",
+                    key,
+                    ExpectedRevision::Absent,
+                    r#"{"text":"hello"}"#,
+                )))
+                .await
+                .unwrap();
+        }
+        let changed = raw(&path)
+            .execute(
+                "UPDATE documents SET body = CAST(x'ff' AS TEXT) WHERE key = 'n-2'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let words = [
+            "\"notes\"",
+            "\"n-2\"",
+            "body",
+            "not valid UTF-8",
+            &path.display().to_string(),
+        ];
+        let err = store.read_document("notes", "n-2").await.unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+        let err = store
+            .list_documents(&DocumentRange::new("notes", 10))
+            .await
+            .unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+        assert!(store.read_document("notes", "n-1").await.unwrap().is_some());
+    });
+}
+
 fn dump_schema(path: &Path) -> Vec<(String, String)> {
     raw(path)
         .prepare("SELECT name, sql FROM sqlite_schema ORDER BY name")
@@ -1406,7 +1527,12 @@ fn a_row_with_an_event_name_that_is_not_utf8_leaves_the_log_readable() {
     // STRICT refuses a BLOB in a TEXT column; a cast makes TEXT holding invalid UTF-8.
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET event_name = CAST(X'FFFE' AS TEXT) WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "event_name",
+            "not valid UTF-8",
+        ],
     );
 }
 
@@ -1414,7 +1540,12 @@ fn a_row_with_an_event_name_that_is_not_utf8_leaves_the_log_readable() {
 fn a_row_with_a_negative_version_leaves_the_log_readable() {
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET version = -1 WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "its version holds -1",
+            "out of range",
+        ],
     );
 }
 
@@ -1422,7 +1553,12 @@ fn a_row_with_a_negative_version_leaves_the_log_readable() {
 fn a_row_with_a_schema_version_out_of_range_leaves_the_log_readable() {
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET schema_version = -5 WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "schema_version holds -5",
+            "out of range",
+        ],
     );
 }
 
@@ -1430,7 +1566,12 @@ fn a_row_with_a_schema_version_out_of_range_leaves_the_log_readable() {
 fn a_row_with_a_short_event_id_leaves_the_log_readable() {
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET event_id = x'0102' WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "event_id is 2 bytes long",
+            "16 bytes",
+        ],
     );
 }
 
