@@ -24,8 +24,10 @@
 //! belongs to whoever owns the file, and many migration tools use it, so an application that keeps
 //! its own tables in the same file would fight ventyd over it. Migrations run in one
 //! `BEGIN IMMEDIATE` transaction that re-reads the version under the write lock, so two processes
-//! opening a new file at once migrate it once; a file whose version is newer than this build knows
-//! is refused, naming the file, before anything in it is changed.
+//! opening a new file at once migrate it once; a file whose version is newer than this build knows,
+//! whose recorded version is damaged, or that holds someone else's tables of ventyd's names (in
+//! any case: `EVENTS` too) is refused, naming the file, before anything in it is changed (not
+//! even the switch to WAL).
 //!
 //! All tables are `STRICT`, so a column holds the type it declares or the write fails.
 //!
