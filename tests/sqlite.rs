@@ -516,6 +516,289 @@ fn a_database_with_foreign_tables_of_the_same_names_is_left_alone() {
     });
 }
 
+/// The file at `path` and the -wal, -shm and -journal files SQLite would put beside it.
+fn beside(path: &Path) -> Vec<PathBuf> {
+    ["-wal", "-shm", "-journal"]
+        .iter()
+        .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
+        .collect()
+}
+
+#[test]
+fn a_refused_file_with_foreign_tables_is_left_byte_identical_whatever_their_case() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, sql, names) in [
+            (
+                "foreign-events.db",
+                "CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT); \
+                 INSERT INTO events (what) VALUES ('theirs');",
+                &["events"][..],
+            ),
+            (
+                "foreign-upper.db",
+                "CREATE TABLE EVENTS (id INTEGER PRIMARY KEY, what TEXT);",
+                &["EVENTS"][..],
+            ),
+            (
+                "foreign-mixed.db",
+                "CREATE TABLE Documents (id INTEGER PRIMARY KEY); \
+                 CREATE INDEX Ventyd_Meta ON Documents (id);",
+                &["Documents", "Ventyd_Meta"][..],
+            ),
+        ] {
+            let path = dir.path().join(file);
+            let conn = raw(&path);
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(mode, "delete", "the fixture is in rollback-journal mode");
+            conn.execute_batch(sql).unwrap();
+            drop(conn);
+            let before = std::fs::read(&path).unwrap();
+            let err = SqliteStorage::open(&path).await.unwrap_err();
+            let message = storage_error_of(StorageErrorKind::InvalidRequest, &err);
+            assert_mentions(&message, &[&path.display().to_string(), "did not create"]);
+            assert_mentions(&message, names);
+            assert!(
+                std::fs::read(&path).unwrap() == before,
+                "{file}: the refused file is not byte-identical"
+            );
+            for other in beside(&path) {
+                assert!(!other.exists(), "{} is left behind", other.display());
+            }
+        }
+    });
+}
+
+#[test]
+fn a_path_that_starts_with_file_is_a_plain_path_not_a_uri() {
+    rt().block_on(async {
+        // Absolute: the name of the file is "file:x.db".
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file:x.db");
+        let store = SqliteStorage::open(&path).await.unwrap();
+        append(
+            &store,
+            "counter",
+            "c",
+            ExpectedVersion::NoStream,
+            &counter(2),
+        )
+        .await
+        .unwrap();
+        drop(store);
+        assert_eq!(count_events(&path), 2);
+
+        // Relative, in a directory of the working directory whose name starts with "file:":
+        // as a URI this would be a database in memory (and, with other parameters, one
+        // without locking). As a path it is a file named "x.db?mode=memory".
+        let cwd_dir = tempfile::Builder::new()
+            .prefix("file:ventyd-test-")
+            .tempdir_in(".")
+            .unwrap();
+        let relative = PathBuf::from(cwd_dir.path().file_name().unwrap()).join("x.db?mode=memory");
+        assert!(relative.to_str().unwrap().starts_with("file:"));
+        let store = SqliteStorage::open(&relative).await.unwrap();
+        assert_eq!(store.path(), Some(relative.as_path()));
+        append(
+            &store,
+            "counter",
+            "c",
+            ExpectedVersion::NoStream,
+            &counter(3),
+        )
+        .await
+        .unwrap();
+        // Read through the store's read connections, which open the same path.
+        let read = store
+            .read_stream("counter", "c", ReadRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 3);
+        drop(store);
+        let literal = cwd_dir.path().join("x.db?mode=memory");
+        assert!(literal.is_file(), "{} was not created", literal.display());
+        assert_eq!(count_events(&literal), 3);
+        let store = SqliteStorage::open(&relative).await.unwrap();
+        let read = store
+            .read_stream("counter", "c", ReadRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 3, "a second open finds the file's events");
+    });
+}
+
+#[test]
+fn a_ventyd_meta_without_its_schema_version_is_reported_as_damaged() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, damage) in [
+            (
+                "deleted.db",
+                "DELETE FROM ventyd_meta WHERE key = 'schema_version'",
+            ),
+            (
+                "negative.db",
+                "UPDATE ventyd_meta SET value = -3 WHERE key = 'schema_version'",
+            ),
+        ] {
+            let path = dir.path().join(file);
+            drop(SqliteStorage::open(&path).await.unwrap());
+            assert_eq!(raw(&path).execute(damage, []).unwrap(), 1);
+            let before = std::fs::read(&path).unwrap();
+            let err = SqliteStorage::open(&path).await.unwrap_err();
+            let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+            assert_mentions(
+                &message,
+                &[
+                    &path.display().to_string(),
+                    "ventyd_meta",
+                    "schema version",
+                    "damaged",
+                    "backup",
+                ],
+            );
+            assert!(!message.contains("newer"), "{message}");
+            assert!(
+                std::fs::read(&path).unwrap() == before,
+                "the file is unchanged"
+            );
+        }
+    });
+}
+
+#[test]
+fn an_empty_path_is_refused_as_empty() {
+    rt().block_on(async {
+        let err = SqliteStorage::open("").await.unwrap_err();
+        let message = storage_error_of(StorageErrorKind::InvalidRequest, &err);
+        assert_mentions(&message, &["path is empty", "in_memory"]);
+        assert!(!message.contains("network"), "{message}");
+    });
+}
+
+/// Damages `column` of the second event of `user` (position 3) with text that is not UTF-8,
+/// and checks that loading the entity, reading its stream and reading the log each name the
+/// entity, the version and the column in words.
+fn a_column_that_is_not_utf8(column: &str) {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("bad-{column}.db"));
+        let store = SqliteStorage::open(&path).await.unwrap();
+        let repo = Repository::<User, _>::new(store.clone());
+        let mut first = repo.create(alice()).unwrap();
+        repo.commit(&mut first).await.unwrap();
+        let mut user = repo.create(alice()).unwrap();
+        user.update_name("Alice Cooper".into()).unwrap();
+        repo.commit_with(&mut user, ventyd::Metadata::new().actor("test"))
+            .await
+            .unwrap();
+        let id = user.entity_id().to_owned();
+        let changed = raw(&path)
+            .execute(
+                &format!(
+                    "UPDATE events SET {column} = CAST(x'ff' AS TEXT) \
+                     WHERE entity_id = ?1 AND version = 2"
+                ),
+                [&id],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let words = [
+            &format!("user {id:?}")[..],
+            "version 2",
+            "position 3",
+            column,
+            "not valid UTF-8",
+            &path.display().to_string(),
+        ];
+
+        let err = repo.find_one(&id).await.unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+
+        let err = store
+            .read_stream("user", &id, ReadRange::ALL)
+            .await
+            .unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+
+        let log = whole_log(&store, 10).await;
+        assert_eq!(log.len(), 3);
+        let corrupt = log[2].event.as_ref().expect_err("the damaged row");
+        assert_eq!(corrupt.position, 3);
+        assert_eq!(corrupt.error.kind(), StorageErrorKind::Corrupt);
+        let message = corrupt.error.to_string();
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+    });
+}
+
+#[test]
+fn a_body_that_is_not_utf8_is_named_with_its_entity_and_version() {
+    a_column_that_is_not_utf8("body");
+}
+
+#[test]
+fn an_event_name_that_is_not_utf8_is_named_with_its_entity_and_version() {
+    a_column_that_is_not_utf8("event_name");
+}
+
+#[test]
+fn metadata_that_is_not_utf8_is_named_with_its_entity_and_version() {
+    a_column_that_is_not_utf8("metadata");
+}
+
+#[test]
+fn a_document_body_that_is_not_utf8_is_named_with_its_key() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad-document.db");
+        let store = SqliteStorage::open(&path).await.unwrap();
+        for key in ["n-1", "n-2"] {
+            store
+                .commit(&UnitOfWork::new().document(DocumentWrite::put(
+                    "notes",
+                    key,
+                    ExpectedRevision::Absent,
+                    r#"{"text":"hello"}"#,
+                )))
+                .await
+                .unwrap();
+        }
+        let changed = raw(&path)
+            .execute(
+                "UPDATE documents SET body = CAST(x'ff' AS TEXT) WHERE key = 'n-2'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+        let words = [
+            "\"notes\"",
+            "\"n-2\"",
+            "body",
+            "not valid UTF-8",
+            &path.display().to_string(),
+        ];
+        let err = store.read_document("notes", "n-2").await.unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+        let err = store
+            .list_documents(&DocumentRange::new("notes", 10))
+            .await
+            .unwrap_err();
+        let message = storage_error_of(StorageErrorKind::Corrupt, &err);
+        assert_mentions(&message, &words);
+        assert!(!message.contains("index"), "{message}");
+        assert!(store.read_document("notes", "n-1").await.unwrap().is_some());
+    });
+}
+
 fn dump_schema(path: &Path) -> Vec<(String, String)> {
     raw(path)
         .prepare("SELECT name, sql FROM sqlite_schema ORDER BY name")
@@ -1244,7 +1527,12 @@ fn a_row_with_an_event_name_that_is_not_utf8_leaves_the_log_readable() {
     // STRICT refuses a BLOB in a TEXT column; a cast makes TEXT holding invalid UTF-8.
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET event_name = CAST(X'FFFE' AS TEXT) WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "event_name",
+            "not valid UTF-8",
+        ],
     );
 }
 
@@ -1252,7 +1540,12 @@ fn a_row_with_an_event_name_that_is_not_utf8_leaves_the_log_readable() {
 fn a_row_with_a_negative_version_leaves_the_log_readable() {
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET version = -1 WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "its version holds -1",
+            "out of range",
+        ],
     );
 }
 
@@ -1260,7 +1553,12 @@ fn a_row_with_a_negative_version_leaves_the_log_readable() {
 fn a_row_with_a_schema_version_out_of_range_leaves_the_log_readable() {
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET schema_version = -5 WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "schema_version holds -5",
+            "out of range",
+        ],
     );
 }
 
@@ -1268,7 +1566,12 @@ fn a_row_with_a_schema_version_out_of_range_leaves_the_log_readable() {
 fn a_row_with_a_short_event_id_leaves_the_log_readable() {
     one_corrupt_row_leaves_the_log_readable(
         "UPDATE events SET event_id = x'0102' WHERE position = 3",
-        &["cannot be read"],
+        &[
+            "cannot be read",
+            "counter \"c\"",
+            "event_id is 2 bytes long",
+            "16 bytes",
+        ],
     );
 }
 

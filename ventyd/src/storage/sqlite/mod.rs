@@ -24,8 +24,10 @@
 //! belongs to whoever owns the file, and many migration tools use it, so an application that keeps
 //! its own tables in the same file would fight ventyd over it. Migrations run in one
 //! `BEGIN IMMEDIATE` transaction that re-reads the version under the write lock, so two processes
-//! opening a new file at once migrate it once; a file whose version is newer than this build knows
-//! is refused, naming the file, before anything in it is changed.
+//! opening a new file at once migrate it once; a file whose version is newer than this build knows,
+//! whose recorded version is damaged, or that holds someone else's tables of ventyd's names (in
+//! any case: `EVENTS` too) is refused, naming the file, before anything in it is changed (not
+//! even the switch to WAL).
 //!
 //! All tables are `STRICT`, so a column holds the type it declares or the write fails.
 //!
@@ -302,7 +304,12 @@ impl SqliteStorage {
     ///
     /// The tables are created or migrated as needed. Fails, naming the file, when it is not a
     /// SQLite database or is corrupt, when it cannot be created or written, when it was written
-    /// by a newer ventyd, or when it stays locked by another process past the busy timeout.
+    /// by a newer ventyd or its recorded schema version is damaged, or when it stays locked by
+    /// another process past the busy timeout; an empty path is refused as such.
+    ///
+    /// `path` is always the path of a file: one that starts with `file:` is not read as a
+    /// SQLite URI, and `:memory:` is a file of that name (for a store in memory, use
+    /// [`in_memory`](Self::in_memory)).
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStorage, Error> {
         Self::open_with(path, SqliteOptions::default()).await
     }
@@ -313,6 +320,13 @@ impl SqliteStorage {
         options: SqliteOptions,
     ) -> Result<SqliteStorage, Error> {
         let path = path.as_ref().to_path_buf();
+        // SQLite would open a private temporary database for an empty name.
+        if path.as_os_str().is_empty() {
+            return Err(StorageError::invalid(
+                "cannot open a SQLite store: the path is empty; give the path of the database file, or use SqliteStorage::in_memory() for a store in memory",
+            )
+            .into());
+        }
         let ctx = Ctx {
             label: path.display().to_string(),
             path: Some(path),
@@ -444,9 +458,9 @@ async fn off_the_runtime<T: Send + 'static>(
 }
 
 fn open_reader(ctx: &Ctx) -> Result<Connection, Error> {
-    let path = ctx.path.as_deref().unwrap_or(Path::new(""));
+    let path = schema::literal_path(ctx.path.as_deref().unwrap_or(Path::new("")));
     Connection::open_with_flags(
-        path,
+        &path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .and_then(|conn| {

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use rusqlite::types::{Type, ValueRef};
+use rusqlite::types::{FromSql, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::Ctx;
 use super::error::{from_sql_int, to_sql_int};
-use crate::error::{Error, StorageError, StorageErrorKind};
+use crate::error::{BoxError, Error, StorageError, StorageErrorKind};
 use crate::metadata::Metadata;
 use crate::record::EventRef;
 use crate::storage::{
@@ -63,22 +63,69 @@ impl MetadataCache {
     }
 }
 
-/// Why a row could not be turned into an event.
-enum RowError {
-    Sql(rusqlite::Error),
-    Metadata(serde_json::Error),
+/// Why a row could not be turned into an event: which column, and what is wrong with it.
+struct RowError {
+    /// The column, as the table names it.
+    column: &'static str,
+    /// What is wrong, to follow "its {column}": "is not valid UTF-8".
+    problem: String,
+    source: Option<BoxError>,
 }
 
-impl From<rusqlite::Error> for RowError {
-    fn from(e: rusqlite::Error) -> Self {
-        RowError::Sql(e)
+impl RowError {
+    fn new(column: &'static str, problem: impl Into<String>) -> Self {
+        RowError {
+            column,
+            problem: problem.into(),
+            source: None,
+        }
+    }
+
+    fn caused_by(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// A value SQLite or rusqlite could not hand over as the type the column should hold.
+    fn sql(column: &'static str, e: rusqlite::Error) -> Self {
+        let problem = match &e {
+            rusqlite::Error::IntegralValueOutOfRange(_, n) => {
+                format!("holds {n}, which is out of range")
+            }
+            rusqlite::Error::InvalidColumnType(_, _, t) => {
+                format!("holds a value of the wrong type ({t})")
+            }
+            rusqlite::Error::FromSqlConversionFailure(_, _, inner) => {
+                format!("holds a value that cannot be converted ({inner})")
+            }
+            rusqlite::Error::Utf8Error(..) => "is not valid UTF-8".to_owned(),
+            other => format!("cannot be read ({other})"),
+        };
+        RowError::new(column, problem).caused_by(e)
     }
 }
 
-fn text<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
-    row.get_ref(i)?
-        .as_str()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+/// Column `i`, named `column`, as text.
+fn text<'r>(row: &'r Row<'_>, i: usize, column: &'static str) -> Result<&'r str, RowError> {
+    match row.get_ref(i).map_err(|e| RowError::sql(column, e))? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map_err(|e| RowError::new(column, "is not valid UTF-8").caused_by(e)),
+        other => Err(RowError::new(
+            column,
+            format!("holds a value of the wrong type ({})", other.data_type()),
+        )),
+    }
+}
+
+/// Column `i`, named `column`, as `T`.
+fn value<T: FromSql>(row: &Row<'_>, i: usize, column: &'static str) -> Result<T, RowError> {
+    row.get(i).map_err(|e| RowError::sql(column, e))
+}
+
+/// Column `i`, named `column`, as a count that is never negative (a position, a version).
+fn count(row: &Row<'_>, i: usize, column: &'static str) -> Result<u64, RowError> {
+    let n: i64 = value(row, i, column)?;
+    u64::try_from(n).map_err(|_| RowError::new(column, format!("holds {n}, which is out of range")))
 }
 
 /// Hands one row (columns as in [`READ_STREAM`]) of the stream `entity_name`/`entity_id` to
@@ -90,31 +137,59 @@ fn with_event<T>(
     metadata: &mut MetadataCache,
     sink: impl FnOnce(EventRef<'_>) -> T,
 ) -> Result<T, RowError> {
-    let metadata_text = match row.get_ref(6)? {
+    let metadata_text = match row.get_ref(6).map_err(|e| RowError::sql("metadata", e))? {
         ValueRef::Null => None,
-        _ => Some(text(row, 6)?),
+        _ => Some(text(row, 6, "metadata")?),
     };
-    let metadata = metadata.get(metadata_text).map_err(RowError::Metadata)?;
+    let metadata = metadata
+        .get(metadata_text)
+        .map_err(|e| RowError::new("metadata", "is not valid JSON").caused_by(e))?;
+    let event_id = match row.get_ref(1).map_err(|e| RowError::sql("event_id", e))? {
+        ValueRef::Blob(bytes) => Uuid::from_slice(bytes).map_err(|_| {
+            RowError::new(
+                "event_id",
+                format!("is {} bytes long, not the 16 bytes of a UUID", bytes.len()),
+            )
+        })?,
+        other => {
+            return Err(RowError::new(
+                "event_id",
+                format!(
+                    "holds a value of the wrong type ({}), not the 16 bytes of a UUID",
+                    other.data_type()
+                ),
+            ));
+        }
+    };
     let event = EventRef {
-        position: from_sql_int(row.get(0)?)?,
-        event_id: Uuid::from_bytes(row.get(1)?),
-        event_name: text(row, 2)?,
+        position: count(row, 0, "position")?,
+        event_id,
+        event_name: text(row, 2, "event_name")?,
         entity_name,
         entity_id,
-        version: from_sql_int(row.get(3)?)?,
-        schema_version: row.get(4)?,
-        event_created_at: Timestamp::from_millis(row.get(5)?),
-        recorded_at: Timestamp::from_millis(row.get(9)?),
+        version: count(row, 3, "version")?,
+        schema_version: value(row, 4, "schema_version")?,
+        event_created_at: Timestamp::from_millis(value(row, 5, "created_at")?),
+        recorded_at: Timestamp::from_millis(value(row, 9, "recorded_at")?),
         metadata: metadata.as_ref(),
-        body: text(row, 7)?,
+        body: text(row, 7, "body")?,
         // Stored as the same 64 bits in a signed column.
-        checked_schema: row.get::<_, Option<i64>>(8)?.map(|h| h as u64),
+        checked_schema: value::<Option<i64>>(row, 8, "checked_schema")?.map(|h| h as u64),
     };
     Ok(sink(event))
 }
 
-/// A row that cannot be read, as a corrupt-data error naming where it is.
-fn corrupt(ctx: &Ctx, what: &str, row: &Row<'_>, e: RowError) -> StorageError {
+/// A row that cannot be read, as a corrupt-data error naming where it is: the entity (when
+/// `entity` is given; a stream read names it in `what`), the version and position, the file,
+/// and the column.
+fn corrupt(
+    ctx: &Ctx,
+    what: &str,
+    entity: Option<(&str, &str)>,
+    row: &Row<'_>,
+    e: RowError,
+) -> StorageError {
+    let of = entity.map_or(String::new(), |(name, id)| format!(" of {name} {id:?}"));
     let position = row.get::<_, i64>(0).ok();
     let version = row.get::<_, i64>(3).ok();
     let at = match (version, position) {
@@ -122,23 +197,16 @@ fn corrupt(ctx: &Ctx, what: &str, row: &Row<'_>, e: RowError) -> StorageError {
         (None, Some(p)) => format!(" at position {p}"),
         _ => String::new(),
     };
-    match e {
-        RowError::Sql(e) => StorageError::new(
-            StorageErrorKind::Corrupt,
-            format!(
-                "{what}: the event{at} in {} cannot be read ({e})",
-                ctx.label
-            ),
-        )
-        .caused_by(e),
-        RowError::Metadata(e) => StorageError::new(
-            StorageErrorKind::Corrupt,
-            format!(
-                "{what}: the metadata of the event{at} in {} is not valid JSON",
-                ctx.label
-            ),
-        )
-        .caused_by(e),
+    let error = StorageError::new(
+        StorageErrorKind::Corrupt,
+        format!(
+            "{what}: the event{of}{at} in {} cannot be read: its {} {}",
+            ctx.label, e.column, e.problem
+        ),
+    );
+    match e.source {
+        Some(source) => error.caused_by(source),
+        None => error,
     }
 }
 
@@ -172,7 +240,7 @@ pub(super) fn visit_stream(
     let mut metadata = MetadataCache::default();
     while let Some(row) = rows.next().map_err(|e| ctx.error(what(), e))? {
         with_event(row, entity_name, entity_id, &mut metadata, &mut sink)
-            .map_err(|e| Error::from(corrupt(ctx, &what(), row, e)))??;
+            .map_err(|e| Error::from(corrupt(ctx, &what(), None, row, e)))??;
     }
     Ok(())
 }
@@ -215,11 +283,16 @@ pub(super) fn read_log(
             let raw_position: i64 = row.get(0).map_err(fail)?;
             let position = from_sql_int(raw_position).map_err(fail)?;
             last = position;
-            let event = (|| {
-                let (name, id) = (text(row, 10)?, text(row, 11)?);
-                with_event(row, name, id, &mut metadata, |e| Arc::new(e.to_stored()))
-            })();
-            let event = event.map_err(|e| CorruptEvent::new(position, corrupt(ctx, what, row, e)));
+            let entity = text(row, 10, "entity_name")
+                .and_then(|name| text(row, 11, "entity_id").map(|id| (name, id)));
+            let event = match entity {
+                Ok((name, id)) => {
+                    with_event(row, name, id, &mut metadata, |e| Arc::new(e.to_stored()))
+                        .map_err(|e| corrupt(ctx, what, Some((name, id)), row, e))
+                }
+                Err(e) => Err(corrupt(ctx, what, None, row, e)),
+            };
+            let event = event.map_err(|e| CorruptEvent::new(position, e));
             entries.push(LogEntry::new(cursor(position), event));
         }
         drop(rows);
@@ -238,31 +311,59 @@ pub(super) fn read_log(
     result
 }
 
+/// A document from `row`, whose columns from `first` on are `revision`, `body` and
+/// `updated_at`.
+fn document(
+    row: &Row<'_>,
+    collection: &str,
+    key: &str,
+    first: usize,
+) -> Result<Document, RowError> {
+    Ok(Document::new(
+        collection,
+        key,
+        count(row, first, "revision")?,
+        text(row, first + 1, "body")?,
+        Timestamp::from_millis(value(row, first + 2, "updated_at")?),
+    ))
+}
+
+/// A document row that cannot be read while doing `what`, as a corrupt-data error naming the
+/// document (its key, when given), the file and the column.
+fn corrupt_document(ctx: &Ctx, what: &str, key: Option<&str>, e: RowError) -> Error {
+    let which = key.map_or(String::new(), |key| format!(" {key:?}"));
+    let error = StorageError::new(
+        StorageErrorKind::Corrupt,
+        format!(
+            "{what}: the document{which} in {} cannot be read: its {} {}",
+            ctx.label, e.column, e.problem
+        ),
+    );
+    match e.source {
+        Some(source) => error.caused_by(source).into(),
+        None => error.into(),
+    }
+}
+
 pub(super) fn read_document(
     conn: &Connection,
     ctx: &Ctx,
     collection: &str,
     key: &str,
 ) -> Result<Option<Document>, Error> {
-    let fail = |e| {
-        ctx.error(
-            format_args!("cannot read document {key:?} of {collection:?}"),
-            e,
-        )
-    };
-    conn.prepare_cached(READ_DOCUMENT)
+    let what = format!("cannot read document {key:?} of {collection:?}");
+    let fail = |e| ctx.error(&what, e);
+    let found = conn
+        .prepare_cached(READ_DOCUMENT)
         .map_err(fail)?
         .query_row(params![collection, key], |row| {
-            Ok(Document::new(
-                collection,
-                key,
-                from_sql_int(row.get(0)?)?,
-                text(row, 1)?,
-                Timestamp::from_millis(row.get(2)?),
-            ))
+            Ok(document(row, collection, key, 0))
         })
         .optional()
-        .map_err(fail)
+        .map_err(fail)?;
+    found
+        .transpose()
+        .map_err(|e| corrupt_document(ctx, &what, None, e))
 }
 
 pub(super) fn list_documents(
@@ -276,38 +377,34 @@ pub(super) fn list_documents(
         )
         .into());
     }
-    let fail = |e| {
-        ctx.error(
-            format_args!("cannot list the documents of {:?}", range.collection),
-            e,
-        )
-    };
+    let collection = range.collection.as_str();
+    let what = format!("cannot list the documents of {collection:?}");
+    let fail = |e| ctx.error(&what, e);
     // One more than asked, to know whether another page follows.
     let limit = i64::try_from(range.limit).unwrap_or(i64::MAX - 1) + 1;
     let read = |row: &Row<'_>| {
-        Ok(Document::new(
-            range.collection.as_str(),
-            text(row, 0)?,
-            from_sql_int(row.get(1)?)?,
-            text(row, 2)?,
-            Timestamp::from_millis(row.get(3)?),
-        ))
+        Ok(match text(row, 0, "key") {
+            Ok(key) => document(row, collection, key, 1)
+                .map_err(|e| corrupt_document(ctx, &what, Some(key), e)),
+            Err(e) => Err(corrupt_document(ctx, &what, None, e)),
+        })
     };
-    let mut documents = match &range.after {
+    let rows = match &range.after {
         Some(after) => conn
             .prepare_cached(LIST_DOCUMENTS)
             .map_err(fail)?
-            .query_map(params![range.collection, after, limit], read)
+            .query_map(params![collection, after, limit], read)
             .map_err(fail)?
             .collect::<rusqlite::Result<Vec<_>>>(),
         None => conn
             .prepare_cached(LIST_DOCUMENTS_FROM_START)
             .map_err(fail)?
-            .query_map(params![range.collection, limit], read)
+            .query_map(params![collection, limit], read)
             .map_err(fail)?
             .collect::<rusqlite::Result<Vec<_>>>(),
     }
     .map_err(fail)?;
+    let mut documents = rows.into_iter().collect::<Result<Vec<_>, Error>>()?;
     let next = if documents.len() > range.limit {
         documents.truncate(range.limit);
         documents.last().map(|d| d.key.clone())

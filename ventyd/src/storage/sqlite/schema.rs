@@ -1,5 +1,6 @@
 //! The tables, their migrations, and opening a file.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -94,8 +95,9 @@ INSERT INTO ventyd_meta (key, value) VALUES ('store_id', random() | 1);
 "#,
 ];
 
-/// The tables and indexes ventyd creates; a file that has one of them without ventyd's version
-/// is someone else's, and is left alone.
+/// The tables ventyd creates; a file that has a table, index, view or trigger of one of these
+/// names without ventyd's version is someone else's, and is left alone. SQLite compares names
+/// without regard to ASCII case, so `EVENTS` is taken too.
 const OWN_TABLES: [&str; 6] = [
     "ventyd_meta",
     "events",
@@ -128,16 +130,31 @@ pub(super) fn store_id(conn: &Connection, ctx: &Ctx) -> Result<u64, Error> {
     }
 }
 
+/// The name to hand SQLite for `path`, so that it names that file and nothing else.
+///
+/// The bundled SQLite is built with URI file names on (`SQLITE_USE_URI`), whatever the open
+/// flags say, so a name that starts with `file:` would be parsed as a URI, whose parameters can
+/// make a database in memory or turn off locking; and `:memory:` is always a database in
+/// memory. Such a (relative) path gets `./` in front, which names the same file.
+pub(super) fn literal_path(path: &Path) -> Cow<'_, Path> {
+    let name = path.as_os_str().as_encoded_bytes();
+    if name.starts_with(b"file:") || name == b":memory:" {
+        Cow::Owned(Path::new(".").join(path))
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
 pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
     let label = &ctx.label;
     let options = ctx.options;
-    let path = ctx.path.as_deref().unwrap_or(Path::new(""));
+    let path = literal_path(ctx.path.as_deref().unwrap_or(Path::new("")));
     let fail = |e| ctx.error("cannot open", e);
-    // No SQLITE_OPEN_URI: a path is a path, even one that starts with "file:".
+    // No SQLITE_OPEN_URI, but that is not enough: see `literal_path`.
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    let conn = Connection::open_with_flags(&path, flags).map_err(fail)?;
     conn.busy_timeout(options.busy_timeout).map_err(fail)?;
     plan_once(&conn).map_err(fail)?;
     // SQLite quietly opens a file it may not write read-only; say so now, not at the first
@@ -151,7 +168,13 @@ pub(super) fn open_file(ctx: &Ctx) -> Result<Connection, Error> {
     // The version is checked before anything is written, so that a file this build must not
     // touch (not a database, or from a newer ventyd) is left exactly as it was.
     let found = retry_busy(options.busy_timeout, || schema_version(&conn)).map_err(fail)?;
-    check_not_newer(found, label)?;
+    let found = check_version(found, label)?;
+    if found == 0 {
+        // Before the switch to WAL, which rewrites the file's header: a file of someone else's
+        // is refused as it was found.
+        let taken = retry_busy(options.busy_timeout, || foreign_names(&conn)).map_err(fail)?;
+        refuse_foreign(&taken, label)?;
+    }
 
     let mode: String = retry_busy(options.busy_timeout, || {
         conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
@@ -195,15 +218,28 @@ pub(super) fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The schema version recorded in the file; 0 for a file without ventyd's tables.
-fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+/// What a file records of its schema version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// No `ventyd_meta` table: a new file, or someone else's.
+    Nothing,
+    /// The version in `ventyd_meta`.
+    Version(u32),
+    /// A `ventyd_meta` table without a `schema_version` row.
+    Missing,
+    /// A `schema_version` that no ventyd writes (below 1, or past `u32`).
+    Invalid(i64),
+}
+
+/// The schema version recorded in the file.
+fn schema_version(conn: &Connection) -> rusqlite::Result<Recorded> {
     let has_meta: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'ventyd_meta')",
         [],
         |row| row.get(0),
     )?;
     if !has_meta {
-        return Ok(0);
+        return Ok(Recorded::Nothing);
     }
     let version: Option<i64> = conn
         .query_row(
@@ -212,24 +248,62 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
             |row| row.get(0),
         )
         .optional()?;
-    // A meta table without a version (or with a nonsensical one) cannot come from any ventyd;
-    // treating it as "too new" refuses the file without touching it.
-    Ok(version.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX)))
+    Ok(match version {
+        None => Recorded::Missing,
+        Some(v) => match u32::try_from(v) {
+            Ok(v) if v >= 1 => Recorded::Version(v),
+            _ => Recorded::Invalid(v),
+        },
+    })
 }
 
-fn check_not_newer(found: u32, label: &str) -> Result<(), Error> {
-    if found > SCHEMA_VERSION {
-        let found = if found == u32::MAX {
-            "an unknown version".to_owned()
-        } else {
-            format!("version {found}")
-        };
-        return Err(StorageError::new(StorageErrorKind::Unsupported, format!(
-            "cannot open: the database {label} was written by a newer ventyd (schema {found}; this build knows up to version {SCHEMA_VERSION}); upgrade ventyd to open it"
+/// The schema version of a file this build may open (0 for a file without ventyd's tables);
+/// a file from a newer ventyd, or whose recorded version is damaged, is refused without being
+/// touched.
+fn check_version(found: Recorded, label: &str) -> Result<u32, Error> {
+    let damaged = |what: String| {
+        Err(StorageError::new(StorageErrorKind::Corrupt, format!(
+            "cannot open: the ventyd_meta table of the database {label} {what}, so the file is damaged and ventyd cannot tell how to read it; restore it from a backup, or put back the row ('schema_version', N) with the version N of the ventyd that wrote it (this build writes version {SCHEMA_VERSION})"
         ))
-        .into());
+        .into())
+    };
+    match found {
+        Recorded::Nothing => Ok(0),
+        Recorded::Version(v) if v <= SCHEMA_VERSION => Ok(v),
+        Recorded::Version(v) => Err(StorageError::new(StorageErrorKind::Unsupported, format!(
+            "cannot open: the database {label} was written by a newer ventyd (schema version {v}; this build knows up to version {SCHEMA_VERSION}); upgrade ventyd to open it"
+        ))
+        .into()),
+        Recorded::Missing => damaged("has no schema version (its schema_version row was deleted)".to_owned()),
+        Recorded::Invalid(v) => damaged(format!("holds schema version {v}, which no ventyd writes")),
     }
-    Ok(())
+}
+
+/// The names in the file's schema (tables, indexes, views, triggers) that ventyd would create,
+/// as the file spells them.
+fn foreign_names(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema ORDER BY name")?;
+    let names = stmt.query_map([], |row| row.get::<_, String>(0))?;
+    let mut taken = Vec::new();
+    for name in names {
+        let name = name?;
+        if OWN_TABLES.iter().any(|own| own.eq_ignore_ascii_case(&name)) {
+            taken.push(name);
+        }
+    }
+    Ok(taken)
+}
+
+/// Refuses a file without ventyd's schema version that has `taken` names of ventyd's.
+fn refuse_foreign(taken: &[String], label: &str) -> Result<(), Error> {
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(StorageError::invalid(format!(
+        "cannot open: the database {label} already has tables or indexes named {} that ventyd did not create; use a separate file for ventyd",
+        taken.join(", ")
+    ))
+    .into())
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`] in one transaction. The version is read again under
@@ -240,29 +314,11 @@ fn migrate(conn: &Connection, label: &str, timeout: Duration) -> Result<(), Erro
         Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
     })
     .map_err(fail)?;
-    let found = schema_version(&tx).map_err(fail)?;
-    check_not_newer(found, label)?;
+    let found = check_version(schema_version(&tx).map_err(fail)?, label)?;
     if found == 0 {
-        let mut taken = Vec::new();
-        for name in OWN_TABLES {
-            let exists: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?1)",
-                    [name],
-                    |row| row.get(0),
-                )
-                .map_err(fail)?;
-            if exists {
-                taken.push(name);
-            }
-        }
-        if !taken.is_empty() {
-            return Err(StorageError::invalid(format!(
-                "cannot open: the database {label} already has tables or indexes named {} that ventyd did not create; use a separate file for ventyd",
-                taken.join(", ")
-            ))
-            .into());
-        }
+        // Again under the write lock: another process may have created them since the file
+        // was opened.
+        refuse_foreign(&foreign_names(&tx).map_err(fail)?, label)?;
     }
     for step in &MIGRATIONS[found as usize..] {
         tx.execute_batch(step).map_err(fail)?;

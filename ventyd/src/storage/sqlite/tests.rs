@@ -410,3 +410,25 @@ fn every_connection_plans_each_statement_once() {
         );
     }
 }
+
+#[test]
+fn a_path_sqlite_would_take_for_a_uri_or_memory_is_made_literal() {
+    use std::path::Path;
+
+    use super::schema::literal_path;
+    for (given, handed) in [
+        ("file:x.db", "./file:x.db"),
+        (
+            "file:x.db?mode=memory&nolock=1",
+            "./file:x.db?mode=memory&nolock=1",
+        ),
+        (":memory:", "./:memory:"),
+        ("/data/file:x.db", "/data/file:x.db"),
+        ("data/file:x.db", "data/file:x.db"),
+        ("files.db", "files.db"),
+        ("./:memory:", "./:memory:"),
+    ] {
+        let path = literal_path(Path::new(given));
+        assert_eq!(path.as_os_str(), handed, "{given}");
+    }
+}
