@@ -509,3 +509,124 @@ fn a_store_shared_with_ventyd_typescript_reads_its_bodies_and_gets_bodies_it_acc
         assert_eq!(again.state().nickname, None);
     });
 }
+
+/// Event enums with the separators Ventyd services use.
+mod separators {
+    use ventyd::prelude::*;
+
+    macro_rules! domain {
+        ($module:ident, $entity:literal, $separator:literal) => {
+            pub mod $module {
+                use ventyd::prelude::*;
+
+                #[event(entity = $entity, separator = $separator)]
+                #[derive(Debug, Clone, PartialEq)]
+                pub enum NoteEvent {
+                    #[event(initial)]
+                    Written { text: String },
+                    #[event(rename = "text-changed")]
+                    Changed { text: String },
+                }
+
+                #[derive(Aggregate, Debug, Clone, PartialEq)]
+                #[aggregate(event = NoteEvent)]
+                pub struct Note {
+                    pub text: String,
+                }
+
+                impl Reducer for Note {
+                    fn init(w: &NoteWritten) -> Self {
+                        Note {
+                            text: w.text.clone(),
+                        }
+                    }
+
+                    fn apply(&mut self, event: &NoteEvent) {
+                        match event {
+                            NoteEvent::Written { text } | NoteEvent::Changed { text } => {
+                                self.text = text.clone()
+                            }
+                        }
+                    }
+                }
+
+                #[mutations]
+                impl Note {
+                    /// Changes the text.
+                    #[mutation]
+                    pub fn change(&self, text: String) -> NoteEvent {
+                        NoteEvent::Changed { text }
+                    }
+                }
+            }
+        };
+    }
+
+    domain!(dotted, "note", ".");
+    domain!(slashed, "note", "/");
+    domain!(doubled, "note", "::");
+    domain!(dotted_entity, "crm.note", ":");
+
+    /// Commits and loads a note of domain `A`, and returns the stored event names.
+    pub async fn round_trip<A, S>(repo: &Repository<A, S>, entity: Entity<A>) -> Vec<String>
+    where
+        A: Reducer + PartialEq + std::fmt::Debug,
+        S: ventyd::storage::Storage,
+    {
+        let mut entity = entity;
+        repo.commit(&mut entity).await.unwrap();
+        let loaded = repo.find_one(entity.entity_id()).await.unwrap().unwrap();
+        assert_eq!(loaded.state(), entity.state());
+        loaded.events().map(|e| e.event_name().to_owned()).collect()
+    }
+}
+
+#[test]
+fn every_separator_ventyd_allows_names_events_that_store_and_load() {
+    use separators::*;
+    use separators::{
+        dotted::NoteMutations as _, doubled::NoteMutations as _, slashed::NoteMutations as _,
+    };
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path().join("names.db"))
+            .await
+            .unwrap();
+
+        let repo = Repository::<dotted::Note, _>::new(store.clone());
+        let mut note = repo
+            .create(dotted::NoteWritten { text: "a".into() })
+            .unwrap();
+        note.change("b".into()).unwrap();
+        assert_eq!(
+            round_trip(&repo, note).await,
+            ["note.written", "note.text-changed"]
+        );
+
+        let repo = Repository::<slashed::Note, _>::new(store.clone());
+        let mut note = repo
+            .create(slashed::NoteWritten { text: "a".into() })
+            .unwrap();
+        note.change("b".into()).unwrap();
+        assert_eq!(
+            round_trip(&repo, note).await,
+            ["note/written", "note/text-changed"]
+        );
+
+        let repo = Repository::<doubled::Note, _>::new(MemoryStorage::new());
+        let mut note = repo
+            .create(doubled::NoteWritten { text: "a".into() })
+            .unwrap();
+        note.change("b".into()).unwrap();
+        assert_eq!(
+            round_trip(&repo, note).await,
+            ["note::written", "note::text-changed"]
+        );
+
+        let repo = Repository::<dotted_entity::Note, _>::new(store);
+        let note = repo
+            .create(dotted_entity::NoteWritten { text: "a".into() })
+            .unwrap();
+        assert_eq!(round_trip(&repo, note).await, ["crm.note:written"]);
+    });
+}

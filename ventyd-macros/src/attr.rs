@@ -274,7 +274,12 @@ fn string_value(meta: &ParseNestedMeta, example: &str) -> syn::Result<LitStr> {
             format!("expected `{example}`"),
         ));
     }
-    let expr: Expr = meta.value()?.parse()?;
+    let mut expr: Expr = meta.value()?.parse()?;
+    // A literal passed through a `macro_rules!` fragment (`$name:literal`) arrives wrapped in an
+    // invisible group.
+    while let Expr::Group(group) = expr {
+        expr = *group.expr;
+    }
     match expr {
         Expr::Lit(syn::ExprLit {
             lit: Lit::Str(lit), ..

@@ -22,33 +22,22 @@ use crate::symbol::{DEFAULT_SEPARATOR, GENERATED_DERIVES};
 // ---------------------------------------------------------------------------------------------
 // Names
 
-/// Whether `name` can be an entity or event name: ASCII letters, digits, `_` and `-`, not empty.
-///
-/// Names become tokens of NATS subjects (`events.user.name_updated`) when events are relayed, so
-/// anything else (`.`, `*`, `>`, whitespace) would break or widen a subscription.
+/// Whether `name` can be an entity or event name: not empty, no whitespace, no control
+/// characters. Anything else Ventyd accepts is accepted (`.`, `/`, `*`, letters of any script):
+/// what a message broker needs from names is its adapter's job, not a limit on names. A name
+/// must not contain the separator either; [`event_names`] checks that.
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !name.is_empty() && name.chars().all(|c| !(c.is_whitespace() || c.is_control()))
 }
 
-/// Whether `separator` can separate the entity name from the event name.
-///
-/// It must not contain what a name can contain (letters, digits, `_`, `-`), or splitting
-/// `user:created` back into its parts would be ambiguous; nor NATS subject syntax (`.`, `*`,
-/// `>`); nor whitespace or control characters.
+/// Whether `separator` can separate the entity name from the event name: not empty, and no
+/// control characters. Ventyd's `namespaceSeparator` is any string; `:`, `/`, `.`, `::` and
+/// the rest all work.
 pub fn is_valid_separator(separator: &str) -> bool {
-    !separator.is_empty()
-        && separator.chars().all(|c| {
-            !(c.is_alphanumeric()
-                || c.is_whitespace()
-                || c.is_control()
-                || matches!(c, '_' | '-' | '.' | '*' | '>'))
-        })
+    !separator.is_empty() && !separator.chars().any(char::is_control)
 }
 
-const NAME_RULE: &str = "use ASCII letters, digits, `_` and `-`";
+const NAME_RULE: &str = "a name is not empty and has no whitespace or control characters";
 
 // ---------------------------------------------------------------------------------------------
 // #[event]
@@ -94,7 +83,7 @@ pub fn event(cx: &Ctxt, model: &EventEnum) -> Option<EventPlan> {
                 cx.error_spanned_by(
                     lit,
                     format!(
-                        "invalid separator {separator:?}: it must be non-empty, with no whitespace, letters, digits, `_`, `-`, `.`, `*` or `>`; write `separator = \":\"` or `separator = \"::\"`"
+                        "invalid separator {separator:?}: it must be non-empty, with no control characters; write `separator = \":\"`, `\"/\"` or `\".\"`"
                     ),
                 );
                 // The names in later messages read better with the default.
@@ -105,6 +94,17 @@ pub fn event(cx: &Ctxt, model: &EventEnum) -> Option<EventPlan> {
         }
         None => DEFAULT_SEPARATOR.to_owned(),
     };
+    if let Some(lit) = &model.args.entity
+        && is_valid_name(&entity)
+        && entity.contains(separator.as_str())
+    {
+        cx.error_spanned_by(
+            lit,
+            format!(
+                "the entity name {entity:?} contains the separator {separator:?}, so where the event name starts could not be told: rename it or choose another separator"
+            ),
+        );
+    }
 
     for variant in &model.variants {
         let ident = &variant.variant.ident;
@@ -220,16 +220,23 @@ fn event_names(cx: &Ctxt, model: &EventEnum, entity: &str, separator: &str) -> V
                 let local = lit.value();
                 if !is_valid_name(&local) {
                     cx.error_spanned_by(lit, format!("invalid event name {local:?}: {NAME_RULE}"));
+                } else if local.contains(separator) {
+                    cx.error_spanned_by(
+                        lit,
+                        format!(
+                            "the event name {local:?} contains the separator {separator:?}, so where it starts could not be told: rename it or choose another separator"
+                        ),
+                    );
                 }
                 local
             }
             None => {
                 let local = snake_case(&ident.to_string());
-                if !is_valid_name(&local) {
+                if !is_valid_name(&local) || local.contains(separator) {
                     cx.error_spanned_by(
                         ident,
                         format!(
-                            "variant `{ident}` gives the event name {local:?}, which is not made of ASCII letters, digits, `_` and `-`: set one with #[event(rename = \"...\")]"
+                            "variant `{ident}` gives the event name {local:?}, which is empty or holds whitespace, a control character or the separator {separator:?}: set one with #[event(rename = \"...\")]"
                         ),
                     );
                 }
@@ -615,36 +622,31 @@ mod tests {
     use super::{is_valid_name, is_valid_separator};
 
     #[test]
-    fn names_are_nats_subject_tokens() {
+    fn names_are_what_ventyd_accepts_less_whitespace_and_control_characters() {
         assert!(is_valid_name("user"));
         assert!(is_valid_name("name_updated"));
         assert!(is_valid_name("v2-created"));
         assert!(is_valid_name("HTTP200"));
+        assert!(is_valid_name("user.created"));
+        assert!(is_valid_name("order/line"));
+        assert!(is_valid_name("créé"));
+        assert!(is_valid_name("user*"));
         assert!(!is_valid_name(""));
         assert!(!is_valid_name("user name"));
-        assert!(!is_valid_name("user.created"));
-        assert!(!is_valid_name("user*"));
-        assert!(!is_valid_name("user>"));
-        assert!(!is_valid_name("user:created"));
-        assert!(!is_valid_name("créé"));
+        assert!(!is_valid_name("user\tname"));
+        assert!(!is_valid_name("user\u{7}"));
     }
 
     #[test]
-    fn separators_cannot_blur_names() {
-        assert!(is_valid_separator(":"));
-        assert!(is_valid_separator("::"));
-        assert!(is_valid_separator("/"));
-        assert!(is_valid_separator("#"));
+    fn every_separator_ventyd_allows_is_allowed() {
+        for separator in [
+            ":", "::", "/", ".", "#", "_", "-", " ", " / ", "->", "*", ">",
+        ] {
+            assert!(is_valid_separator(separator), "{separator:?}");
+        }
         assert!(!is_valid_separator(""));
-        assert!(!is_valid_separator(" "));
-        assert!(!is_valid_separator(": "));
-        assert!(!is_valid_separator("_"));
-        assert!(!is_valid_separator("-"));
-        assert!(!is_valid_separator("."));
-        assert!(!is_valid_separator("*"));
-        assert!(!is_valid_separator(">"));
-        assert!(!is_valid_separator("x"));
-        assert!(!is_valid_separator("1"));
         assert!(!is_valid_separator("\t"));
+        assert!(!is_valid_separator("\n"));
+        assert!(!is_valid_separator(":\u{0}"));
     }
 }

@@ -5,7 +5,7 @@ use ventyd::prelude::*;
 pub enum UserEvent {
     #[event(initial)]
     Created {},
-    #[event(rename = "name.updated")]
+    #[event(rename = "name updated")]
     NameUpdated { name: String },
 }
 

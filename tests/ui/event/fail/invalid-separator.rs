@@ -1,6 +1,6 @@
 use ventyd::prelude::*;
 
-#[event(entity = "user", separator = ".")]
+#[event(entity = "user", separator = "\n")]
 #[derive(Debug, Clone)]
 pub enum UserEvent {
     #[event(initial)]
