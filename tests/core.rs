@@ -624,9 +624,13 @@ fn every_separator_ventyd_allows_names_events_that_store_and_load() {
         );
 
         let repo = Repository::<dotted_entity::Note, _>::new(store);
-        let note = repo
+        let mut note = repo
             .create(dotted_entity::NoteWritten { text: "a".into() })
             .unwrap();
-        assert_eq!(round_trip(&repo, note).await, ["crm.note:written"]);
+        note.change("b".into()).unwrap();
+        assert_eq!(
+            round_trip(&repo, note).await,
+            ["crm.note:written", "crm.note:text-changed"]
+        );
     });
 }
