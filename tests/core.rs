@@ -585,7 +585,8 @@ mod separators {
 fn every_separator_ventyd_allows_names_events_that_store_and_load() {
     use separators::*;
     use separators::{
-        dotted::NoteMutations as _, doubled::NoteMutations as _, slashed::NoteMutations as _,
+        dotted::NoteMutations as _, dotted_entity::NoteMutations as _, doubled::NoteMutations as _,
+        slashed::NoteMutations as _,
     };
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
