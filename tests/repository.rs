@@ -219,6 +219,12 @@ fn time_travel_loads_an_earlier_version() {
             .unwrap();
         assert_eq!(v2.version(), 2);
         assert_eq!(v2.state().name.as_deref(), Some("First"));
+        // The past comes with its events, and as a read-only entity (see the UI test
+        // `repository/commit-the-past`: it cannot be mutated or committed).
+        let v2: ventyd::ReadonlyEntity<User> = v2;
+        let events: Vec<_> = v2.events().map(|e| (e.version(), e.event_name())).collect();
+        assert_eq!(events, [(1, "user:created"), (2, "user:name_updated")]);
+        assert_eq!(v2.events().last().unwrap().position(), Some(2));
         let v1 = repo
             .find_one_at(user.entity_id(), 1)
             .await

@@ -301,12 +301,17 @@ impl<A: Reducer> Entity<A> {
         !self.queue.is_empty()
     }
 
-    /// Drops the history and queue and keeps a read-only view of the state.
+    /// A read-only view of the entity: its state, version and events (committed and queued),
+    /// without mutations and without a way to commit.
     pub fn into_readonly(self) -> ReadonlyEntity<A> {
+        let version = self.version();
+        let mut history = self.history;
+        history.extend(self.queue.into_iter().map(|q| q.envelope));
         ReadonlyEntity {
             id: self.id,
-            version: self.committed_version + self.queue.len() as u64,
+            version,
             state: self.state,
+            history,
         }
     }
 
@@ -489,6 +494,17 @@ impl<A: Reducer> Loader<A> {
         }
     }
 
+    /// The entity as a read-only one, or `None` when the stream had no events.
+    pub(crate) fn finish_readonly(self) -> Option<ReadonlyEntity<A>> {
+        let state = self.state?;
+        Some(ReadonlyEntity {
+            id: self.id,
+            state,
+            version: self.history.len() as u64,
+            history: self.history,
+        })
+    }
+
     /// The entity, or `None` when the stream had no events.
     pub(crate) fn finish(self) -> Option<Entity<A>> {
         let state = self.state?;
@@ -614,23 +630,34 @@ pub(crate) fn mutate<A: Reducer, T, E>(
     result
 }
 
-/// A read-only entity: state, id and version, and no mutation methods at all (Ventyd's
-/// `ReadonlyEntity`, from `load({ entityId, state, version })`). For projections and snapshots.
+/// A read-only entity: state, id, version and the events it was folded from, and no mutation
+/// methods and no way to commit at all (Ventyd's `ReadonlyEntity`, from
+/// `load({ entityId, state, version })`). For projections, snapshots, and time travel
+/// ([`Repository::find_one_at`](crate::Repository::find_one_at)): a past version of an entity
+/// must not be committed as if it were the present one.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReadonlyEntity<A> {
+pub struct ReadonlyEntity<A: Reducer> {
     id: Arc<str>,
     state: A,
     version: u64,
+    history: Vec<Envelope<A::Event>>,
 }
 
 impl<A: Reducer> ReadonlyEntity<A> {
-    /// A read-only entity from a state known elsewhere (a snapshot, a view).
+    /// A read-only entity from a state known elsewhere (a snapshot, a view); it has no events.
     pub fn load(entity_id: impl Into<String>, state: A, version: u64) -> Self {
         ReadonlyEntity {
             id: Arc::from(entity_id.into()),
             state,
             version,
+            history: Vec::new(),
         }
+    }
+
+    /// The events the state was folded from, in version order: all of them for an entity
+    /// loaded by time travel, none for one made with [`load`](Self::load).
+    pub fn events(&self) -> impl ExactSizeIterator<Item = &Envelope<A::Event>> + '_ {
+        self.history.iter()
     }
 
     /// The entity id.

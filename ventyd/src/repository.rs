@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::Reducer;
-use crate::entity::{CreateOptions, Entity, EntityConfig, Loader};
+use crate::entity::{CreateOptions, Entity, EntityConfig, Loader, ReadonlyEntity};
 use crate::error::{Error, StorageError};
 use crate::event::Event;
 use crate::event::LoadValidation;
@@ -228,25 +228,28 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
 
     /// Loads an entity by replaying its events; `None` when it has none.
     pub async fn find_one(&self, entity_id: &str) -> Result<Option<Entity<A>>, Error> {
-        self.load(entity_id, ReadRange::ALL).await
+        Ok(self.load(entity_id, ReadRange::ALL).await?.finish())
     }
 
-    /// Time travel: the entity as it was at `version` (its first `version` events).
+    /// Time travel: the entity as it was at `version` (its first `version` events), read-only:
+    /// a past version has no mutations and cannot be committed. `None` when the stream has no
+    /// events or `version` is 0; a `version` past the end gives the entity as it is now.
     pub async fn find_one_at(
         &self,
         entity_id: &str,
         version: u64,
-    ) -> Result<Option<Entity<A>>, Error> {
-        self.load(entity_id, ReadRange::up_to(version)).await
+    ) -> Result<Option<ReadonlyEntity<A>>, Error> {
+        Ok(self
+            .load(entity_id, ReadRange::up_to(version))
+            .await?
+            .finish_readonly())
     }
 
-    async fn load(&self, entity_id: &str, range: ReadRange) -> Result<Option<Entity<A>>, Error> {
+    async fn load(&self, entity_id: &str, range: ReadRange) -> Result<Loader<A>, Error> {
         let loader = Loader::new(&self.config, entity_id, self.validation);
-        let loader = self
-            .storage
+        self.storage
             .visit_stream(<A::Event as Event>::ENTITY_NAME, entity_id, range, loader)
-            .await?;
-        Ok(loader.finish())
+            .await
     }
 
     /// Stores the entity's queued events atomically, expecting the stream at the entity's
