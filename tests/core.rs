@@ -635,3 +635,241 @@ fn every_separator_ventyd_allows_names_events_that_store_and_load() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Entities outside a repository: a chosen configuration, hydrate, mutable load, discard.
+
+use common::{User, UserCreated, UserEvent, UserMutations as _, alice};
+use ventyd::{
+    CreateOptions, DecodeReason, EntityConfig, Envelope, FixedClock, SequentialIds, Timestamp,
+};
+
+fn decode_reason(err: &ventyd::Error) -> &DecodeReason {
+    match err {
+        ventyd::Error::Decode(d) => &d.reason,
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_entity_made_outside_a_repository_uses_the_clock_ids_and_queue_limit_it_is_given() {
+    let config = EntityConfig::default()
+        .with_clock(FixedClock::new(Timestamp::from_millis(86_400_000)))
+        .with_ids(SequentialIds::default())
+        .with_queue_limit(3);
+    let mut user = Entity::<User>::create_in(&config, alice(), CreateOptions::default()).unwrap();
+    assert_eq!(user.entity_id(), "00000000-0000-7000-8000-000000000001");
+    user.update_name("Ada".into()).unwrap();
+    user.update_name("Ada L.".into()).unwrap();
+    let times: Vec<_> = user.events().map(|e| e.event_created_at()).collect();
+    assert_eq!(times, [Timestamp::from_millis(86_400_000); 3]);
+    let ids: Vec<_> = user.events().map(|e| e.event_id().to_string()).collect();
+    assert_eq!(
+        ids,
+        [
+            "00000000-0000-7000-8000-000000000002",
+            "00000000-0000-7000-8000-000000000003",
+            "00000000-0000-7000-8000-000000000004"
+        ]
+    );
+    let err = user.update_name("too many".into()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            common::UserError::Ventyd(ventyd::Error::QueueOverflow { limit: 3, .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(user.version(), 3);
+}
+
+/// A committed user with three events, and the store that holds them.
+async fn committed_user() -> (Repository<User, MemoryStorage>, Entity<User>) {
+    let repo = Repository::<User, _>::new(MemoryStorage::new());
+    let mut user = repo.create(alice()).unwrap();
+    user.update_name("Ada".into()).unwrap();
+    user.tag_all(vec!["vip".into()]).unwrap();
+    repo.commit(&mut user).await.unwrap();
+    (repo, user)
+}
+
+#[test]
+fn hydrate_rebuilds_an_entity_from_its_envelopes_and_it_commits_on() {
+    rt().block_on(async {
+        let (repo, user) = committed_user().await;
+        let envelopes: Vec<Envelope<UserEvent>> = user.events().cloned().collect();
+        let mut rebuilt = Entity::<User>::hydrate(user.entity_id(), envelopes).unwrap();
+        assert_eq!(rebuilt.state(), user.state());
+        assert_eq!(rebuilt.version(), 3);
+        assert_eq!(rebuilt.committed_version(), 3);
+        assert!(!rebuilt.has_uncommitted());
+        assert!(rebuilt.events().eq(user.events()));
+
+        // Envelopes as JSON, the way another service hands them over, rebuild it too.
+        let json = serde_json::to_string(&user.events().collect::<Vec<_>>()).unwrap();
+        let parsed: Vec<Envelope<UserEvent>> = serde_json::from_str(&json).unwrap();
+        let from_json = Entity::<User>::hydrate(user.entity_id(), parsed).unwrap();
+        assert_eq!(from_json.state(), user.state());
+
+        rebuilt.update_name("Ada Lovelace".into()).unwrap();
+        repo.commit(&mut rebuilt).await.unwrap();
+        let loaded = repo.find_one(user.entity_id()).await.unwrap().unwrap();
+        assert_eq!(loaded.version(), 4);
+        assert_eq!(loaded.state().name.as_deref(), Some("Ada Lovelace"));
+    });
+}
+
+#[test]
+fn hydrate_refuses_envelopes_that_are_not_one_entity_s_stream_and_names_what_is_wrong() {
+    rt().block_on(async {
+        let (_, user) = committed_user().await;
+        let id = user.entity_id().to_owned();
+        let json: Vec<serde_json::Value> = user
+            .events()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        let parse = |values: Vec<serde_json::Value>| -> Vec<Envelope<UserEvent>> {
+            values
+                .into_iter()
+                .map(|v| serde_json::from_value(v).unwrap())
+                .collect()
+        };
+        let check =
+            |values: Vec<serde_json::Value>, reason: fn(&DecodeReason) -> bool, words: &[&str]| {
+                let err = Entity::<User>::hydrate(id.as_str(), parse(values)).unwrap_err();
+                assert!(reason(decode_reason(&err)), "{err:?}");
+                let message = err.to_string();
+                for word in words {
+                    assert!(message.contains(word), "{message:?} lacks {word:?}");
+                }
+            };
+
+        check(
+            Vec::new(),
+            |r| matches!(r, DecodeReason::NoEvents),
+            &[&id, "no events"],
+        );
+        check(
+            json[1..].to_vec(),
+            |r| matches!(r, DecodeReason::VersionGap { expected: 1 }),
+            &[&id, "version 2", "user:name_updated"],
+        );
+        let mut renumbered = json.clone();
+        renumbered[1]["version"] = 1.into();
+        renumbered.remove(0);
+        check(
+            renumbered,
+            |r| matches!(r, DecodeReason::NotInitial { .. }),
+            &[&id, "version 1", "user:name_updated"],
+        );
+        let mut twice = json.clone();
+        let mut again = json[0].clone();
+        again["version"] = 4.into();
+        twice.push(again);
+        check(
+            twice,
+            |r| matches!(r, DecodeReason::InitialAgain),
+            &[&id, "version 4", "user:created"],
+        );
+        let mut other = json.clone();
+        other[2]["entityId"] = "someone-else".into();
+        check(
+            other,
+            |r| matches!(r, DecodeReason::WrongStream),
+            &[&id, "version 3", "user:tagged"],
+        );
+        let mut gap = json.clone();
+        gap[2]["version"] = 5.into();
+        check(
+            gap,
+            |r| matches!(r, DecodeReason::VersionGap { expected: 3 }),
+            &[&id, "version 5"],
+        );
+    });
+}
+
+#[test]
+fn a_mutable_load_from_a_known_state_commits_after_its_version_and_conflicts_when_wrong() {
+    rt().block_on(async {
+        let (repo, user) = committed_user().await;
+        let known = user.state().clone();
+        let mut restored =
+            Entity::<User>::load_mutable(user.entity_id(), known.clone(), 3).unwrap();
+        assert_eq!((restored.version(), restored.committed_version()), (3, 3));
+        assert_eq!(restored.events().len(), 0, "no history before its version");
+        restored.update_name("Restored".into()).unwrap();
+        repo.commit(&mut restored).await.unwrap();
+        let loaded = repo.find_one(user.entity_id()).await.unwrap().unwrap();
+        assert_eq!(loaded.state(), restored.state());
+        assert_eq!(loaded.version(), 4);
+
+        // A state restored at the wrong version cannot overwrite anything: a conflict.
+        let mut stale = Entity::<User>::load_mutable(user.entity_id(), known, 3).unwrap();
+        stale.update_name("Stale".into()).unwrap();
+        let err = repo.commit(&mut stale).await.unwrap_err();
+        assert!(err.is_concurrency(), "{err:?}");
+        assert_eq!(repo.storage().len(), 4);
+
+        let err = Entity::<User>::load_mutable("u1", user.state().clone(), 0).unwrap_err();
+        assert!(
+            matches!(decode_reason(&err), DecodeReason::NoEvents),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("version 0"), "{err}");
+    });
+}
+
+#[test]
+fn discarding_the_queue_puts_the_committed_state_back() {
+    rt().block_on(async {
+        let (repo, mut user) = committed_user().await;
+        let committed = user.state().clone();
+        user.update_name("Draft".into()).unwrap();
+        user.tag_all(vec!["a".into(), "b".into()]).unwrap();
+        assert_eq!(user.version(), 6);
+        let dropped = user.discard_queued().unwrap();
+        let names: Vec<_> = dropped.iter().map(|e| e.event_name()).collect();
+        assert_eq!(names, ["user:name_updated", "user:tagged", "user:tagged"]);
+        assert_eq!(user.state(), &committed);
+        assert_eq!((user.version(), user.committed_version()), (3, 3));
+        assert!(!user.has_uncommitted());
+        assert!(user.discard_queued().unwrap().is_empty());
+        // And it goes on from there.
+        user.update_name("Final".into()).unwrap();
+        repo.commit(&mut user).await.unwrap();
+        assert_eq!(
+            repo.find_one(user.entity_id())
+                .await
+                .unwrap()
+                .unwrap()
+                .state(),
+            user.state()
+        );
+
+        // A restored entity folds its history onto the state it was restored from.
+        let base = user.state().clone();
+        let mut restored = Entity::<User>::load_mutable(user.entity_id(), base, 4).unwrap();
+        restored.tag_all(vec!["x".into()]).unwrap();
+        repo.commit(&mut restored).await.unwrap();
+        let after_commit = restored.state().clone();
+        restored.update_name("Draft".into()).unwrap();
+        restored.discard_queued().unwrap();
+        assert_eq!(restored.state(), &after_commit);
+        assert_eq!(restored.version(), 5);
+
+        // An entity whose creation is queued cannot discard it.
+        let mut fresh = Entity::<User>::create(UserCreated {
+            email: "b@example.com".into(),
+            name: None,
+        })
+        .unwrap();
+        let err = fresh.discard_queued().unwrap_err();
+        assert!(
+            matches!(err, ventyd::Error::NeverCommitted { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(fresh.entity_id()), "{err}");
+        assert_eq!(fresh.version(), 1);
+        assert!(fresh.has_uncommitted());
+    });
+}

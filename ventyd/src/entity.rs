@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{IntoEvents, Reducer};
 use crate::envelope::{Envelope, decode_error, decode_stored};
-use crate::error::{DecodeReason, Error, ValidationError};
+use crate::error::{DecodeError, DecodeReason, Error, ValidationError};
 use crate::event::LoadValidation;
 use crate::event::{Event, encode_body};
 use crate::id::{IdGenerator, UuidV7};
@@ -147,9 +147,14 @@ pub struct Entity<A: Reducer> {
     id: Arc<str>,
     state: A,
     committed_version: u64,
+    /// The committed events this entity knows: from version 1, or, for an entity restored from
+    /// a state ([`Entity::load_mutable`]), those committed after it.
     history: Vec<Envelope<A::Event>>,
     queue: Vec<Queued<A::Event>>,
     config: Arc<EntityConfig>,
+    /// For an entity restored from a state: that state, the base that the history folds onto
+    /// when the queue is discarded.
+    restored: Option<Arc<A>>,
 }
 
 impl<A: Reducer + fmt::Debug> fmt::Debug for Entity<A>
@@ -176,6 +181,7 @@ impl<A: Reducer> Clone for Entity<A> {
             history: self.history.clone(),
             queue: self.queue.clone(),
             config: self.config.clone(),
+            restored: self.restored.clone(),
         }
     }
 }
@@ -204,7 +210,7 @@ impl<A: Reducer> Entity<A> {
     /// # Ok::<(), ventyd::Error>(())
     /// ```
     pub fn create(initial: <A::Event as Event>::Initial) -> Result<Self, Error> {
-        Self::create_in(&DEFAULT_CONFIG, initial, CreateOptions::default())
+        Self::create_shared(&DEFAULT_CONFIG, initial, CreateOptions::default())
     }
 
     /// Creates an entity with a chosen id, event id or creation time.
@@ -212,10 +218,250 @@ impl<A: Reducer> Entity<A> {
         initial: <A::Event as Event>::Initial,
         options: CreateOptions,
     ) -> Result<Self, Error> {
-        Self::create_in(&DEFAULT_CONFIG, initial, options)
+        Self::create_shared(&DEFAULT_CONFIG, initial, options)
     }
 
-    pub(crate) fn create_in(
+    /// Creates an entity made with `config` (its clock, id generator and queue limit), outside
+    /// a repository.
+    ///
+    /// ```
+    /// # use ventyd::prelude::*;
+    /// # #[event(entity = "user")]
+    /// # #[derive(Debug, Clone)]
+    /// # pub enum UserEvent { #[event(initial)] Created { email: String } }
+    /// # #[derive(Aggregate, Debug, Clone)]
+    /// # #[aggregate(event = UserEvent)]
+    /// # pub struct User { email: String }
+    /// # impl Reducer for User {
+    /// #     fn init(c: &UserCreated) -> Self { User { email: c.email.clone() } }
+    /// #     fn apply(&mut self, _: &UserEvent) {}
+    /// # }
+    /// use ventyd::{CreateOptions, EntityConfig, FixedClock, SequentialIds, Timestamp};
+    ///
+    /// let config = EntityConfig::default()
+    ///     .with_clock(FixedClock::new(Timestamp::from_millis(1_000)))
+    ///     .with_ids(SequentialIds::default())
+    ///     .with_queue_limit(50);
+    /// let user = Entity::<User>::create_in(
+    ///     &config,
+    ///     UserCreated { email: "a@example.com".into() },
+    ///     CreateOptions::default(),
+    /// )?;
+    /// assert_eq!(user.events().next().unwrap().event_created_at(), Timestamp::from_millis(1_000));
+    /// # Ok::<(), ventyd::Error>(())
+    /// ```
+    pub fn create_in(
+        config: &EntityConfig,
+        initial: <A::Event as Event>::Initial,
+        options: CreateOptions,
+    ) -> Result<Self, Error> {
+        Self::create_shared(&Arc::new(config.clone()), initial, options)
+    }
+
+    /// Rebuilds an entity from its events, as Ventyd's `hydrate`: each envelope is checked (it
+    /// belongs to `entity_id`; versions run 1, 2, 3, ...; the first is the initial event and
+    /// no other is; every body passes its schema) and folded. The events count as committed.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] naming the entity, the version and the event that is wrong, and why
+    /// ([`DecodeReason`]); nothing is built. An empty list is [`DecodeReason::NoEvents`].
+    pub fn hydrate(
+        entity_id: impl Into<String>,
+        envelopes: impl IntoIterator<Item = Envelope<A::Event>>,
+    ) -> Result<Self, Error> {
+        Self::hydrate_shared(&DEFAULT_CONFIG, entity_id.into(), envelopes)
+    }
+
+    /// Like [`hydrate`](Self::hydrate), the entity made with `config`.
+    pub fn hydrate_in(
+        config: &EntityConfig,
+        entity_id: impl Into<String>,
+        envelopes: impl IntoIterator<Item = Envelope<A::Event>>,
+    ) -> Result<Self, Error> {
+        Self::hydrate_shared(&Arc::new(config.clone()), entity_id.into(), envelopes)
+    }
+
+    fn hydrate_shared(
+        config: &Arc<EntityConfig>,
+        entity_id: String,
+        envelopes: impl IntoIterator<Item = Envelope<A::Event>>,
+    ) -> Result<Self, Error> {
+        let id: Arc<str> = Arc::from(entity_id);
+        let mut state: Option<A> = None;
+        let mut history: Vec<Envelope<A::Event>> = Vec::new();
+        for mut envelope in envelopes {
+            let name = envelope.event.event_name();
+            let fail = |reason| {
+                Error::from(DecodeError {
+                    entity_name: <A::Event as Event>::ENTITY_NAME.to_owned(),
+                    entity_id: id.to_string(),
+                    version: envelope.version,
+                    event_name: name.to_owned(),
+                    reason,
+                })
+            };
+            if *envelope.entity_id != *id {
+                return Err(fail(DecodeReason::WrongStream));
+            }
+            let expected = history.len() as u64 + 1;
+            if envelope.version != expected {
+                return Err(fail(DecodeReason::VersionGap { expected }));
+            }
+            let body = encode_body(&envelope.event).map_err(|source| Error::Encode {
+                event_name: name,
+                source,
+            })?;
+            if let Some(schema) = <A::Event as Event>::schemas().get(envelope.event.variant_index())
+            {
+                schema
+                    .judge(&body)?
+                    .map_err(|violations| fail(DecodeReason::Schema(violations)))?;
+            }
+            match &mut state {
+                None => {
+                    if name != <A::Event as Event>::INITIAL_NAME {
+                        return Err(fail(DecodeReason::NotInitial {
+                            expected: <A::Event as Event>::INITIAL_NAME,
+                        }));
+                    }
+                    let initial: <A::Event as Event>::Initial =
+                        serde_json::from_value(body).map_err(|e| fail(DecodeReason::Body(e)))?;
+                    state = Some(A::init(&initial));
+                }
+                Some(state) => {
+                    if name == <A::Event as Event>::INITIAL_NAME {
+                        return Err(fail(DecodeReason::InitialAgain));
+                    }
+                    state.apply(&envelope.event);
+                }
+            }
+            envelope.entity_id = id.clone();
+            history.push(envelope);
+        }
+        let Some(state) = state else {
+            return Err(DecodeError {
+                entity_name: <A::Event as Event>::ENTITY_NAME.to_owned(),
+                entity_id: id.to_string(),
+                version: 0,
+                event_name: String::new(),
+                reason: DecodeReason::NoEvents,
+            }
+            .into());
+        };
+        Ok(Entity {
+            id,
+            state,
+            committed_version: history.len() as u64,
+            history,
+            queue: Vec::new(),
+            config: config.clone(),
+            restored: None,
+        })
+    }
+
+    /// A mutable entity from a state known elsewhere at `version` (a snapshot, a migration):
+    /// Ventyd's unsafe mutable load. Nothing checks that the state is what the stream's events
+    /// fold to: that is the caller's promise. Its mutations queue events after `version`, and a
+    /// commit expects the stream at `version`, so a wrong version fails as a conflict rather
+    /// than overwriting anything. It has no history before `version`.
+    ///
+    /// # Errors
+    /// [`DecodeReason::NoEvents`] for version 0: an entity has at least its initial event.
+    pub fn load_mutable(
+        entity_id: impl Into<String>,
+        state: A,
+        version: u64,
+    ) -> Result<Self, Error> {
+        Self::load_mutable_shared(&DEFAULT_CONFIG, entity_id.into(), state, version)
+    }
+
+    /// Like [`load_mutable`](Self::load_mutable), the entity made with `config`.
+    pub fn load_mutable_in(
+        config: &EntityConfig,
+        entity_id: impl Into<String>,
+        state: A,
+        version: u64,
+    ) -> Result<Self, Error> {
+        Self::load_mutable_shared(&Arc::new(config.clone()), entity_id.into(), state, version)
+    }
+
+    fn load_mutable_shared(
+        config: &Arc<EntityConfig>,
+        entity_id: String,
+        state: A,
+        version: u64,
+    ) -> Result<Self, Error> {
+        if version == 0 {
+            return Err(DecodeError {
+                entity_name: <A::Event as Event>::ENTITY_NAME.to_owned(),
+                entity_id,
+                version: 0,
+                event_name: String::new(),
+                reason: DecodeReason::NoEvents,
+            }
+            .into());
+        }
+        Ok(Entity {
+            id: Arc::from(entity_id),
+            restored: Some(Arc::new(state.clone())),
+            state,
+            committed_version: version,
+            history: Vec::new(),
+            queue: Vec::new(),
+            config: config.clone(),
+        })
+    }
+
+    /// Drops the queued events and puts the state back to the committed one, which is folded
+    /// again from the history (or from the state a [`load_mutable`](Self::load_mutable) entity
+    /// was restored from). Returns the events dropped, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::NeverCommitted`] when the entity's creation is queued: discarding it would
+    /// leave no entity (drop the entity instead); the entity is unchanged.
+    pub fn discard_queued(&mut self) -> Result<Vec<Envelope<A::Event>>, Error> {
+        if self.queue.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.committed_version == 0 {
+            return Err(Error::NeverCommitted {
+                entity_name: <A::Event as Event>::ENTITY_NAME,
+                entity_id: self.id.to_string(),
+            });
+        }
+        let state = self.committed_state()?;
+        self.state = state;
+        Ok(std::mem::take(&mut self.queue)
+            .into_iter()
+            .map(|q| q.envelope)
+            .collect())
+    }
+
+    /// The state folded from the committed events alone.
+    fn committed_state(&self) -> Result<A, Error> {
+        let (mut state, rest) = match &self.restored {
+            Some(base) => (A::clone(base), &self.history[..]),
+            None => {
+                let Some((first, rest)) = self.history.split_first() else {
+                    unreachable!("a committed entity that was not restored has its history")
+                };
+                let name = first.event.event_name();
+                let initial: <A::Event as Event>::Initial = encode_body(&first.event)
+                    .and_then(serde_json::from_value)
+                    .map_err(|source| Error::Encode {
+                        event_name: name,
+                        source,
+                    })?;
+                (A::init(&initial), rest)
+            }
+        };
+        for envelope in rest {
+            state.apply(&envelope.event);
+        }
+        Ok(state)
+    }
+
+    pub(crate) fn create_shared(
         config: &Arc<EntityConfig>,
         initial: <A::Event as Event>::Initial,
         options: CreateOptions,
@@ -254,6 +500,7 @@ impl<A: Reducer> Entity<A> {
                 body: body.to_string(),
             }],
             config: config.clone(),
+            restored: None,
         })
     }
 
@@ -515,6 +762,7 @@ impl<A: Reducer> Loader<A> {
             history: self.history,
             queue: Vec::new(),
             config: self.config,
+            restored: None,
         })
     }
 }

@@ -107,6 +107,18 @@ pub enum Error {
         event_name: &'static str,
     },
 
+    /// [`Entity::discard_queued`](crate::Entity::discard_queued) on an entity whose creation is
+    /// still queued: discarding it would leave no entity.
+    #[error(
+        "{entity_name} {entity_id:?} has never been committed: discarding its queued events would discard its creation; drop the entity instead"
+    )]
+    NeverCommitted {
+        /// The entity name.
+        entity_name: &'static str,
+        /// The entity id.
+        entity_id: String,
+    },
+
     /// An event body could not be encoded to JSON (for example a map with non-string keys).
     #[error("cannot encode the body of {event_name:?} as JSON: {source}")]
     Encode {
@@ -301,10 +313,19 @@ pub enum DecodeReason {
     },
     /// The stored envelope does not belong to the stream it was read for.
     WrongStream,
+    /// No events at all (or version 0), where an entity needs at least its initial event.
+    NoEvents,
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let DecodeReason::NoEvents = self.reason {
+            return write!(
+                f,
+                "cannot build {} {:?} at version {}: there are no events; an entity has at least its initial event, at version 1",
+                self.entity_name, self.entity_id, self.version
+            );
+        }
         write!(
             f,
             "cannot decode event {:?} at version {} of {} {:?}: ",
@@ -335,6 +356,7 @@ impl fmt::Display for DecodeError {
                 write!(f, "versions are not gapless: expected version {expected}")
             }
             DecodeReason::WrongStream => write!(f, "the event belongs to another stream"),
+            DecodeReason::NoEvents => Ok(()),
         }
     }
 }

@@ -214,7 +214,7 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
 
     /// Creates an entity with this repository's clock and ids (not stored until committed).
     pub fn create(&self, initial: <A::Event as Event>::Initial) -> Result<Entity<A>, Error> {
-        Entity::create_in(&self.config, initial, CreateOptions::default())
+        Entity::create_shared(&self.config, initial, CreateOptions::default())
     }
 
     /// Creates an entity with a chosen id, event id or creation time.
@@ -223,7 +223,7 @@ impl<A: Reducer, S: Storage> Repository<A, S> {
         initial: <A::Event as Event>::Initial,
         options: CreateOptions,
     ) -> Result<Entity<A>, Error> {
-        Entity::create_in(&self.config, initial, options)
+        Entity::create_shared(&self.config, initial, options)
     }
 
     /// Loads an entity by replaying its events; `None` when it has none.
