@@ -10,6 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A UTC instant with millisecond precision, written as RFC 3339 (`2026-01-02T03:04:05.678Z`),
 /// the form Ventyd stores in `eventCreatedAt`.
+///
+/// Parsing accepts any RFC 3339 offset and precision (`+05:30`, `-08:00`, no fraction, or
+/// microseconds from another writer) and normalises to UTC milliseconds: digits past the
+/// millisecond are dropped, so `.123999Z` is `.123Z`. Writing is always UTC with three digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
@@ -164,6 +168,31 @@ mod tests {
         // Offsets are normalised to UTC.
         let t2: Timestamp = "2026-11-26T05:24:59.123+01:00".parse().unwrap();
         assert_eq!(t2, t);
+    }
+
+    #[test]
+    fn reads_any_rfc3339_offset_and_precision_as_utc_milliseconds() {
+        let expected = Timestamp::from_millis(1_764_131_099_123);
+        for text in [
+            "2025-11-26T04:24:59.123Z",
+            "2025-11-26T04:24:59.123+00:00",
+            "2025-11-26T04:24:59.123-00:00",
+            "2025-11-26T09:54:59.123+05:30",
+            "2025-11-25T20:24:59.123-08:00",
+            "2025-11-26T04:24:59.123456Z",
+            "2025-11-26T04:24:59.123999999Z",
+            "2025-11-26t04:24:59.123z",
+            "2025-11-26 04:24:59.123Z",
+        ] {
+            let t: Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(t, expected, "{text}");
+            assert_eq!(t.to_string(), "2025-11-26T04:24:59.123Z", "{text}");
+        }
+        // Fewer digits, or none, are whole milliseconds.
+        let t: Timestamp = "2025-11-26T04:24:59Z".parse().unwrap();
+        assert_eq!(t.as_millis(), 1_764_131_099_000);
+        let t: Timestamp = "2025-11-26T04:24:59.5+01:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2025-11-26T03:24:59.500Z");
     }
 
     #[test]
