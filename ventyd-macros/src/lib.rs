@@ -55,6 +55,22 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
+/// Makes a struct or an enum usable inside an event body with `ventyd` as the only dependency:
+/// `#[ventyd::body]`. Derives serde's `Serialize`/`Deserialize` and schemars' `JsonSchema`
+/// through ventyd's copies, and gives its fields the rules of event bodies (`None` left out).
+/// See `ventyd::body` for the full documentation.
+#[proc_macro_attribute]
+pub fn body(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = match syn::parse::<Item>(input.clone()) {
+        Ok(item) => item,
+        Err(error) => return with_error(error, input),
+    };
+    let cx = Ctxt::new();
+    attr::reject_args(&cx, args.into(), "#[body]");
+    let expanded = expand::body::expand(&cx, &item);
+    with_errors(cx, expanded)
+}
+
 /// Implements `ventyd::Aggregate` for the state type: `#[aggregate(event = UserEvent)]` names
 /// its event enum. See `ventyd::Aggregate` for the full documentation.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]

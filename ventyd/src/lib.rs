@@ -47,6 +47,9 @@ pub use version::{ExpectedRevision, ExpectedVersion};
 #[doc = include_str!("docs/event.md")]
 pub use ventyd_macros::event;
 
+#[doc = include_str!("docs/body.md")]
+pub use ventyd_macros::body;
+
 #[doc = include_str!("docs/aggregate.md")]
 pub use ventyd_macros::Aggregate;
 
@@ -63,7 +66,7 @@ pub mod prelude {
     pub use crate::storage::SqliteStorage;
     pub use crate::storage::{MemoryStorage, Storage};
     pub use crate::{
-        Aggregate, Dispatch, Entity, Event, Metadata, ReadonlyEntity, Reducer, Repository, event,
-        mutation, mutations,
+        Aggregate, Dispatch, Entity, Event, Metadata, ReadonlyEntity, Reducer, Repository, body,
+        event, mutation, mutations,
     };
 }

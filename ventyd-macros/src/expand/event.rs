@@ -12,7 +12,7 @@ use crate::symbol::{COPIED_DERIVES, DOC, GENERATED_DERIVES};
 
 /// The derives every event enum and initial body struct gets, through ventyd's own serde and
 /// schemars so that a user depends on `ventyd` alone.
-fn generated_derives() -> TokenStream {
+pub(crate) fn generated_derives() -> TokenStream {
     quote! {
         #[derive(
             ::ventyd::__private::serde::Serialize,
@@ -23,7 +23,7 @@ fn generated_derives() -> TokenStream {
 }
 
 /// The `crate` paths for those derives.
-fn crate_attrs() -> TokenStream {
+pub(crate) fn crate_attrs() -> TokenStream {
     quote! {
         #[serde(crate = "::ventyd::__private::serde")]
         #[schemars(crate = "::ventyd::__private::schemars")]

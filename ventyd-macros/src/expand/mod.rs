@@ -2,6 +2,7 @@
 //! that cannot be expanded is a check that is missing.
 
 pub mod aggregate;
+pub mod body;
 pub mod event;
 pub mod fields;
 pub mod mutation;

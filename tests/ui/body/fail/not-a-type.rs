@@ -1,0 +1,6 @@
+use ventyd::prelude::*;
+
+#[body]
+fn address() {}
+
+fn main() {}

@@ -1,0 +1,73 @@
+//! `#[body]`: a type nested inside an event body (a struct or an enum), given the serde and
+//! schemars derives through ventyd's own copies, and the field rules of event bodies.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Fields, Item};
+
+use super::event::{crate_attrs, generated_derives};
+use super::fields;
+use crate::attr::derive_paths;
+use crate::ctxt::Ctxt;
+use crate::symbol::GENERATED_DERIVES;
+
+/// Expands `#[body]` on `item`; errors go to `cx`, and the item is emitted as written next to
+/// them.
+pub fn expand(cx: &Ctxt, item: &Item) -> TokenStream {
+    let attrs = match item {
+        Item::Struct(item) => &item.attrs,
+        Item::Enum(item) => &item.attrs,
+        _ => {
+            cx.error_at(
+                proc_macro2::Span::call_site(),
+                "#[body] is for a struct or an enum used inside an event body",
+            );
+            return quote!(#item);
+        }
+    };
+    for path in derive_paths(attrs) {
+        if let Some(last) = path.segments.last()
+            && GENERATED_DERIVES.iter().any(|name| last.ident == name)
+        {
+            cx.error_spanned_by(
+                &path,
+                format!(
+                    "#[body] derives `{}` itself, with ventyd's serde and schemars: remove it from #[derive(...)]",
+                    last.ident
+                ),
+            );
+        }
+    }
+    if cx.has_errors() {
+        return quote!(#item);
+    }
+    let derives = generated_derives();
+    let crate_attrs = crate_attrs();
+    let item = with_field_rules(item);
+    quote! {
+        #derives
+        #crate_attrs
+        #item
+    }
+}
+
+/// `item` with the attributes [`fields::added_attrs`] gives each named field.
+fn with_field_rules(item: &Item) -> Item {
+    let mut item = item.clone();
+    let add = |fields: &mut Fields| {
+        if let Fields::Named(named) = fields {
+            for field in &mut named.named {
+                let added = fields::added_attrs(field);
+                if !added.is_empty() {
+                    field.attrs.push(syn::parse_quote!(#added));
+                }
+            }
+        }
+    };
+    match &mut item {
+        Item::Struct(s) => add(&mut s.fields),
+        Item::Enum(e) => e.variants.iter_mut().for_each(|v| add(&mut v.fields)),
+        _ => {}
+    }
+    item
+}
