@@ -57,13 +57,12 @@ impl Reducer for User {
     }
 }
 
-/// Why a mutation refused to act.
+/// Why a mutation refused to act. It needs no variant for ventyd's own errors: a mutation
+/// returns `MutationError<UserError>`, which holds either.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
     #[error("user is deleted")]
     Deleted,
-    #[error(transparent)]
-    Ventyd(#[from] ventyd::Error),
 }
 
 /// Business rules: each mutation decides from the state which events happen.

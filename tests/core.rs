@@ -676,7 +676,7 @@ fn an_entity_made_outside_a_repository_uses_the_clock_ids_and_queue_limit_it_is_
     assert!(
         matches!(
             err,
-            common::UserError::Ventyd(ventyd::Error::QueueOverflow { limit: 3, .. })
+            ventyd::MutationError::Ventyd(ventyd::Error::QueueOverflow { limit: 3, .. })
         ),
         "{err:?}"
     );

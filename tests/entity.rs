@@ -76,7 +76,7 @@ fn a_body_failing_its_schema_leaves_the_entity_unchanged() {
     let mut user = Entity::<User>::create(alice()).unwrap();
     let before = user.clone();
     let err = user.update_name(String::new()).unwrap_err();
-    let UserError::Ventyd(Error::Validation(v)) = &err else {
+    let MutationError::Ventyd(Error::Validation(v)) = &err else {
         panic!("expected a validation error, got {err:?}");
     };
     assert_eq!(v.event_name, "user:name_updated");
@@ -95,7 +95,7 @@ fn a_business_rule_failure_leaves_the_entity_unchanged() {
     let version = user.version();
     assert!(matches!(
         user.update_name("Bob".into()),
-        Err(UserError::Deleted)
+        Err(MutationError::Rejected(UserError::Deleted))
     ));
     assert_eq!(user.version(), version);
     assert_eq!(user.state().name, None);
@@ -134,7 +134,10 @@ fn a_failing_dispatching_mutation_undoes_what_it_dispatched() {
     let err = user
         .add_tags(vec!["b".into(), "c".into(), "d".into()], 3)
         .unwrap_err();
-    assert!(matches!(err, UserError::TooManyTags));
+    assert!(matches!(
+        err,
+        MutationError::Rejected(UserError::TooManyTags)
+    ));
     assert_eq!(user.state().tags, ["a"]);
     assert_eq!(user.version(), 2);
     assert_eq!(user.queued_events().len(), 2);
@@ -143,7 +146,7 @@ fn a_failing_dispatching_mutation_undoes_what_it_dispatched() {
     let err = user
         .add_tags(vec!["b".into(), "toolong".into()], 10)
         .unwrap_err();
-    assert!(matches!(err, UserError::Ventyd(Error::Validation(_))));
+    assert!(matches!(err, MutationError::Ventyd(Error::Validation(_))));
     assert_eq!(user.state().tags, ["a"]);
     assert_eq!(user.version(), 2);
 }
@@ -179,7 +182,7 @@ fn the_default_queue_limit_is_ten_thousand() {
     assert_eq!(user.queued_events().len(), 10_000);
     assert!(matches!(
         user.update_name("x".into()),
-        Err(UserError::Ventyd(Error::QueueOverflow {
+        Err(MutationError::Ventyd(Error::QueueOverflow {
             limit: 10_000,
             ..
         }))

@@ -67,8 +67,6 @@ pub enum UserError {
     Deleted,
     #[error("too many tags")]
     TooManyTags,
-    #[error(transparent)]
-    Ventyd(#[from] Error),
 }
 
 #[mutations]
@@ -102,10 +100,10 @@ impl User {
         d: &mut Dispatch<Self>,
         tags: Vec<String>,
         max: usize,
-    ) -> Result<usize, UserError> {
+    ) -> Result<usize, MutationError<UserError>> {
         for tag in tags {
             if d.state().tags.len() >= max {
-                return Err(UserError::TooManyTags);
+                return Err(MutationError::Rejected(UserError::TooManyTags));
             }
             d.dispatch(UserEvent::Tagged { tag })?;
         }

@@ -236,7 +236,7 @@ pub enum MutationForm<'a> {
 
 /// The return type of a deciding mutation.
 pub enum DecideOutput<'a> {
-    /// `Result<R, E>`: the entity method returns `Result<(), E>`.
+    /// `Result<R, E>`: the entity method returns `Result<(), ventyd::MutationError<E>>`.
     Result { events: &'a Type, error: &'a Type },
     /// Any other `R`: the entity method returns `Result<(), ventyd::Error>`.
     Events(&'a Type),

@@ -224,6 +224,141 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// Why a mutation that returns `Result<Events, E>` did not change the entity: the aggregate
+/// refused ([`Rejected`](Self::Rejected), its own business error `E`), or ventyd refused the
+/// events it returned ([`Ventyd`](Self::Ventyd): a body that fails its schema, a full queue,
+/// the initial event again). Either way the entity is unchanged.
+///
+/// `E` needs no variant for ventyd's errors. A caller that wants one error type for both
+/// converts once (`impl From<MutationError<UserError>> for AppError`), or uses `?` into
+/// `Box<dyn std::error::Error>` or `anyhow`.
+///
+/// ```
+/// use ventyd::prelude::*;
+/// use ventyd::MutationError;
+///
+/// #[event(entity = "user")]
+/// #[derive(Debug, Clone)]
+/// pub enum UserEvent {
+///     #[event(initial)]
+///     Created { email: String },
+///     Renamed { #[schemars(length(min = 1))] name: String },
+/// }
+///
+/// #[derive(Aggregate, Debug, Clone)]
+/// #[aggregate(event = UserEvent)]
+/// pub struct User { name: Option<String>, banned: bool }
+///
+/// impl Reducer for User {
+///     fn init(_: &UserCreated) -> Self { User { name: None, banned: false } }
+///     fn apply(&mut self, event: &UserEvent) {
+///         if let UserEvent::Renamed { name } = event { self.name = Some(name.clone()) }
+///     }
+/// }
+///
+/// #[derive(Debug, PartialEq)]
+/// pub enum UserError { Banned }
+///
+/// #[mutations]
+/// impl User {
+///     #[mutation]
+///     pub fn rename(&self, name: String) -> Result<UserEvent, UserError> {
+///         if self.banned { return Err(UserError::Banned); }
+///         Ok(UserEvent::Renamed { name })
+///     }
+/// }
+///
+/// let mut user = Entity::<User>::create(UserCreated { email: "a@example.com".into() })?;
+/// // The schema refuses an empty name: ventyd's error, typed.
+/// match user.rename(String::new()) {
+///     Err(MutationError::Ventyd(ventyd::Error::Validation(_))) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// user.rename("Ada".into())?;
+/// # Ok::<(), MutationError<UserError>>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MutationError<E> {
+    /// The aggregate refused: the business error its mutation returned.
+    Rejected(E),
+    /// ventyd refused the events the mutation returned.
+    Ventyd(Error),
+}
+
+impl<E> MutationError<E> {
+    /// The business error, if the aggregate refused.
+    pub fn rejected(&self) -> Option<&E> {
+        match self {
+            MutationError::Rejected(e) => Some(e),
+            MutationError::Ventyd(_) => None,
+        }
+    }
+
+    /// ventyd's error, if ventyd refused the events.
+    pub fn ventyd(&self) -> Option<&Error> {
+        match self {
+            MutationError::Ventyd(e) => Some(e),
+            MutationError::Rejected(_) => None,
+        }
+    }
+
+    /// One error of the aggregate's type, for a business error that has a variant for
+    /// ventyd's errors anyway (`#[from] ventyd::Error`): `user.rename(n).map_err(MutationError::flatten)?`.
+    pub fn flatten(self) -> E
+    where
+        E: From<Error>,
+    {
+        match self {
+            MutationError::Rejected(e) => e,
+            MutationError::Ventyd(e) => E::from(e),
+        }
+    }
+
+    /// The business error, or ventyd's error as `Err`.
+    pub fn into_rejected(self) -> Result<E, Error> {
+        match self {
+            MutationError::Rejected(e) => Ok(e),
+            MutationError::Ventyd(e) => Err(e),
+        }
+    }
+}
+
+impl<E> From<Error> for MutationError<E> {
+    fn from(e: Error) -> Self {
+        MutationError::Ventyd(e)
+    }
+}
+
+/// A mutation whose business error is ventyd's own [`Error`] (it refuses with, say, a
+/// [`Error::Concurrency`] of its own making) flattens back into it, so `?` works in a function
+/// that returns [`Error`].
+impl From<MutationError<Error>> for Error {
+    fn from(e: MutationError<Error>) -> Self {
+        match e {
+            MutationError::Rejected(e) | MutationError::Ventyd(e) => e,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for MutationError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MutationError::Rejected(e) => write!(f, "the mutation was refused: {e}"),
+            MutationError::Ventyd(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for MutationError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MutationError::Rejected(e) => Some(e),
+            MutationError::Ventyd(e) => std::error::Error::source(e),
+        }
+    }
+}
+
 /// An event's JSON Schema that does not compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

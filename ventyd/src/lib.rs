@@ -30,8 +30,8 @@ pub use entity::{
 };
 pub use envelope::Envelope;
 pub use error::{
-    BoxError, DecodeError, DecodeReason, Error, SchemaError, StorageError, StorageErrorKind,
-    ValidationError, Violation,
+    BoxError, DecodeError, DecodeReason, Error, MutationError, SchemaError, StorageError,
+    StorageErrorKind, ValidationError, Violation,
 };
 pub use event::{Event, EventSchema, EventSchemas, LoadValidation, contains_name};
 pub use id::{IdGenerator, SequentialIds, UuidV7};
@@ -66,7 +66,7 @@ pub mod prelude {
     pub use crate::storage::SqliteStorage;
     pub use crate::storage::{MemoryStorage, Storage};
     pub use crate::{
-        Aggregate, Dispatch, Entity, Event, Metadata, ReadonlyEntity, Reducer, Repository, body,
-        event, mutation, mutations,
+        Aggregate, Dispatch, Entity, Event, Metadata, MutationError, ReadonlyEntity, Reducer,
+        Repository, body, event, mutation, mutations,
     };
 }

@@ -154,7 +154,7 @@ fn signature(method: &MutationPlan, self_ty: &Type) -> TokenStream {
     let output = match &method.form {
         MutationForm::Decide(DecideOutput::Result { error, .. }) => {
             let error = replace_self(error.to_token_stream(), self_ty);
-            quote!(::core::result::Result<(), #error>)
+            quote!(::core::result::Result<(), ::ventyd::MutationError<#error>>)
         }
         MutationForm::Decide(DecideOutput::Events(_)) => {
             quote!(::core::result::Result<(), ::ventyd::Error>)
@@ -175,22 +175,22 @@ fn body(method: &MutationPlan, self_ty: &Type) -> TokenStream {
     let call = quote!(<#self_ty>::#ident #turbofish);
     let state = quote!(::ventyd::Entity::state(self));
     match &method.form {
-        MutationForm::Decide(DecideOutput::Result { events, error }) => {
-            // Spanned on the user's types: an event of another aggregate is reported on the
-            // events type, a missing `From<ventyd::Error>` on the error type.
+        MutationForm::Decide(DecideOutput::Result { events, .. }) => {
+            // Spanned on the user's type: an event of another aggregate is reported on the
+            // events type.
             let decide =
                 quote_spanned!(events.span()=> ::ventyd::__private::decide(self, __events));
-            let error_ty = replace_self(error.to_token_stream(), self_ty);
-            let convert = quote_spanned! {error.span()=>
-                <#error_ty as ::core::convert::From<::ventyd::Error>>::from(__error)
-            };
             quote! {
                 match #call(#state, #(#args),*) {
                     ::core::result::Result::Ok(__events) => match #decide {
                         ::core::result::Result::Ok(()) => ::core::result::Result::Ok(()),
-                        ::core::result::Result::Err(__error) => ::core::result::Result::Err(#convert),
+                        ::core::result::Result::Err(__error) => ::core::result::Result::Err(
+                            ::ventyd::MutationError::Ventyd(__error),
+                        ),
                     },
-                    ::core::result::Result::Err(__error) => ::core::result::Result::Err(__error),
+                    ::core::result::Result::Err(__error) => ::core::result::Result::Err(
+                        ::ventyd::MutationError::Rejected(__error),
+                    ),
                 }
             }
         }

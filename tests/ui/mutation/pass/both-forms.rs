@@ -127,13 +127,15 @@ mod domain {
 }
 
 use domain::{User, UserCreated, UserError, UserMutations};
-use ventyd::Entity;
+use ventyd::{Entity, MutationError};
 
 fn main() -> Result<(), UserError> {
     let mut user = Entity::<User>::create(UserCreated {
         email: "ada@example.com".into(),
     })?;
-    user.update_name("Ada")?;
+    // A deciding mutation's error is `MutationError<UserError>`; a business error that has a
+    // variant for ventyd's errors anyway takes it back with `flatten`.
+    user.update_name("Ada").map_err(MutationError::flatten)?;
     user.tag_all(vec!["a".into()])?;
     user.rename_and_tag(("Ada L.".into(), 7))?;
     assert_eq!(user.state().name.as_deref(), Some("Ada L."));
@@ -156,7 +158,10 @@ fn main() -> Result<(), UserError> {
 
     user.delete()?;
     user.delete()?; // `None`: nothing happens
-    assert!(matches!(user.update_name("Bob"), Err(UserError::Deleted)));
+    assert!(matches!(
+        user.update_name("Bob"),
+        Err(MutationError::Rejected(UserError::Deleted))
+    ));
     assert_eq!(user.queued_events().count(), 8);
     Ok(())
 }

@@ -34,15 +34,29 @@ impl Reducer for User {
     }
 }
 
-#[derive(Debug)]
+// A business error with no variant for ventyd's errors, and no `From<ventyd::Error>`.
+#[derive(Debug, PartialEq)]
 pub struct NameTaken;
 
 #[mutations]
 impl User {
     #[mutation]
     pub fn update_name(&self, name: String) -> Result<UserEvent, NameTaken> {
+        if self.name.as_deref() == Some(name.as_str()) {
+            return Err(NameTaken);
+        }
         Ok(UserEvent::NameUpdated { name })
     }
 }
 
-fn main() {}
+fn main() {
+    let mut user = Entity::<User>::create(UserCreated {
+        email: "ada@example.com".into(),
+    })
+    .unwrap();
+    user.update_name("Ada".into()).unwrap();
+    match user.update_name("Ada".into()) {
+        Err(MutationError::Rejected(NameTaken)) => {}
+        other => panic!("{other:?}"),
+    }
+}
