@@ -873,3 +873,111 @@ fn discarding_the_queue_puts_the_committed_state_back() {
         assert!(fresh.has_uncommitted());
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The reducer and the envelope.
+
+/// An account that keeps when it was closed, from the closing event's envelope.
+mod account {
+    use ventyd::prelude::*;
+    use ventyd::{Envelope, Timestamp};
+
+    #[event(entity = "account")]
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum AccountEvent {
+        #[event(initial)]
+        Opened {
+            owner: String,
+        },
+        Closed {
+            reason: String,
+        },
+    }
+
+    #[derive(Aggregate, Debug, Clone, PartialEq)]
+    #[aggregate(event = AccountEvent)]
+    pub struct Account {
+        pub owner: String,
+        pub closed: bool,
+        pub closed_at: Option<Timestamp>,
+        pub closed_at_version: Option<u64>,
+    }
+
+    impl Reducer for Account {
+        fn init(opened: &AccountOpened) -> Self {
+            Account {
+                owner: opened.owner.clone(),
+                closed: false,
+                closed_at: None,
+                closed_at_version: None,
+            }
+        }
+
+        fn apply(&mut self, event: &AccountEvent) {
+            match event {
+                AccountEvent::Opened { .. } => unreachable!("apply was given the initial event"),
+                AccountEvent::Closed { .. } => self.closed = true,
+            }
+        }
+
+        fn apply_envelope(&mut self, envelope: &Envelope<AccountEvent>) {
+            self.apply(envelope.event());
+            if let AccountEvent::Closed { .. } = envelope.event() {
+                self.closed_at = Some(envelope.event_created_at());
+                self.closed_at_version = Some(envelope.version());
+            }
+        }
+    }
+
+    #[mutations]
+    impl Account {
+        /// Closes the account.
+        #[mutation]
+        pub fn close(&self, reason: String) -> AccountEvent {
+            AccountEvent::Closed { reason }
+        }
+    }
+}
+
+#[test]
+fn a_reducer_reads_the_envelope_of_the_event_it_applies_wherever_the_event_comes_from() {
+    use account::*;
+    rt().block_on(async {
+        let clock = FixedClock::new(Timestamp::from_millis(1_000_000));
+        let repo = Repository::<Account, _>::with_config(
+            MemoryStorage::new(),
+            EntityConfig::default().with_clock(clock.clone()),
+        );
+        let mut account = repo
+            .create(AccountOpened {
+                owner: "Ada".into(),
+            })
+            .unwrap();
+        clock.advance_millis(5_000);
+        account.close("moved".into()).unwrap();
+        // Dispatched: the state has the closing event's time and version at once.
+        let closed_at = Some(Timestamp::from_millis(1_005_000));
+        assert_eq!(account.state().closed_at, closed_at);
+        assert_eq!(account.state().closed_at_version, Some(2));
+        repo.commit(&mut account).await.unwrap();
+
+        // Loaded, hydrated, and after a discarded queue: the same.
+        clock.advance_millis(60_000);
+        let loaded = repo.find_one(account.entity_id()).await.unwrap().unwrap();
+        assert_eq!(loaded.state(), account.state());
+        let past = repo
+            .find_one_at(account.entity_id(), 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(past.state().closed_at, closed_at);
+        let hydrated =
+            Entity::<Account>::hydrate(account.entity_id(), loaded.events().cloned()).unwrap();
+        assert_eq!(hydrated.state(), account.state());
+        let mut again = loaded.clone();
+        again.close("twice".into()).unwrap();
+        assert_eq!(again.state().closed_at_version, Some(3));
+        again.discard_queued().unwrap();
+        assert_eq!(again.state(), account.state());
+    });
+}

@@ -42,10 +42,8 @@ impl Reducer for User {
 
     fn apply(&mut self, event: &UserEvent) {
         match event {
-            UserEvent::Created { email, name } => {
-                self.email = email.clone();
-                self.name = name.clone();
-            }
+            // `init` handles the initial event; `apply` never sees it.
+            UserEvent::Created { .. } => {}
             UserEvent::NameUpdated { name } => {
                 self.name = Some(name.clone());
                 self.renames += 1;

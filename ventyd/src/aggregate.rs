@@ -1,5 +1,6 @@
 //! Aggregates: the state an entity folds its events into.
 
+use crate::envelope::Envelope;
 use crate::event::Event;
 
 /// The state of an entity, tied to its event enum.
@@ -43,7 +44,8 @@ pub trait Aggregate: Sized + Clone + Send + Sync + 'static {
 ///     }
 ///     fn apply(&mut self, event: &CounterEvent) {
 ///         match event {
-///             CounterEvent::Opened { start } => self.value = *start,
+///             // `init` handles the initial event; `apply` never sees it.
+///             CounterEvent::Opened { .. } => {}
 ///             CounterEvent::Added { amount } => self.value += amount,
 ///         }
 ///     }
@@ -60,7 +62,51 @@ pub trait Reducer: Aggregate {
 
     /// Folds one event into the state. Must not fail: every rule is checked before an event is
     /// dispatched, and stored events are facts.
+    ///
+    /// It is never called with the initial event, which [`init`](Self::init) alone handles:
+    /// an entity cannot be created twice (a mutation that returns the initial event is refused,
+    /// a stream with a second one does not load). Its arm in the `match` is there for the
+    /// compiler's exhaustiveness check and does nothing: `UserEvent::Created { .. } => {}`.
     fn apply(&mut self, event: &Self::Event);
+
+    /// Folds one event with its envelope: its id, creation time, version, position, commit
+    /// time and metadata. Override it to keep any of them in the state ("`deleted_at` is the
+    /// time of the deletion"); the default calls [`apply`](Self::apply), which an override
+    /// usually calls too. ventyd folds every event through this method: dispatched, loaded,
+    /// hydrated. An event just dispatched has no position, commit time or metadata yet (the
+    /// store gives them at commit, and a loaded event has them): a state that keeps one of
+    /// those differs between the entity that dispatched the event and one loaded later.
+    ///
+    /// ```
+    /// use ventyd::prelude::*;
+    /// use ventyd::{Envelope, Timestamp};
+    ///
+    /// #[event(entity = "user")]
+    /// #[derive(Debug, Clone)]
+    /// pub enum UserEvent {
+    ///     #[event(initial)]
+    ///     Created { email: String },
+    ///     Deleted { reason: String },
+    /// }
+    ///
+    /// #[derive(Aggregate, Debug, Clone)]
+    /// #[aggregate(event = UserEvent)]
+    /// pub struct User { pub deleted_at: Option<Timestamp> }
+    ///
+    /// impl Reducer for User {
+    ///     fn init(_: &UserCreated) -> Self { User { deleted_at: None } }
+    ///     fn apply(&mut self, _: &UserEvent) {}
+    ///     fn apply_envelope(&mut self, envelope: &Envelope<UserEvent>) {
+    ///         self.apply(envelope.event());
+    ///         if let UserEvent::Deleted { .. } = envelope.event() {
+    ///             self.deleted_at = Some(envelope.event_created_at());
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn apply_envelope(&mut self, envelope: &Envelope<Self::Event>) {
+        self.apply(envelope.event());
+    }
 }
 
 /// What a deciding mutation may return: one event, an optional event, or several.

@@ -332,7 +332,7 @@ impl<A: Reducer> Entity<A> {
                     if name == <A::Event as Event>::INITIAL_NAME {
                         return Err(fail(DecodeReason::InitialAgain));
                     }
-                    state.apply(&envelope.event);
+                    state.apply_envelope(&envelope);
                 }
             }
             envelope.entity_id = id.clone();
@@ -456,7 +456,7 @@ impl<A: Reducer> Entity<A> {
             }
         };
         for envelope in rest {
-            state.apply(&envelope.event);
+            state.apply_envelope(envelope);
         }
         Ok(state)
     }
@@ -627,7 +627,7 @@ impl<A: Reducer> Entity<A> {
     }
 
     fn push(&mut self, queued: Queued<A::Event>) {
-        self.state.apply(&queued.envelope.event);
+        self.state.apply_envelope(&queued.envelope);
         self.queue.push(queued);
     }
 
@@ -810,8 +810,9 @@ impl<A: Reducer> EventVisitor for Loader<A> {
                     self.validation,
                     |name, body| body.decode_event(name),
                 )?;
-                state.apply(&event);
-                self.history.push(envelope.with_event(event));
+                let envelope = envelope.with_event(event);
+                state.apply_envelope(&envelope);
+                self.history.push(envelope);
             }
         }
         Ok(())
