@@ -7,7 +7,7 @@
 //! `VENTYD_BLESS=1 cargo test --test schema` and read the diff.
 
 mod common;
-#[path = "fingerprint/domain.rs"]
+#[path = "outside/fingerprint/domain.rs"]
 mod fingerprint_domain;
 
 use std::fs;

@@ -131,16 +131,19 @@ pub struct AggregateInput<'a> {
     pub input: &'a DeriveInput,
     /// `#[aggregate(event = ...)]`.
     pub event: Option<Type>,
+    /// `#[aggregate(crate = "...")]`, or `::ventyd`.
+    pub krate: crate::krate::Krate,
     /// Whether an `#[aggregate(...)]` could not be read to its end (already reported).
     pub malformed: bool,
 }
 
 impl<'a> AggregateInput<'a> {
     pub fn from_input(cx: &Ctxt, input: &'a DeriveInput) -> Self {
-        let (event, malformed) = attr::parse_aggregate_attrs(cx, &input.attrs);
+        let (event, krate, malformed) = attr::parse_aggregate_attrs(cx, &input.attrs);
         AggregateInput {
             input,
             event,
+            krate: crate::krate::Krate::from_lit(cx, krate.as_ref()),
             malformed,
         }
     }

@@ -13,7 +13,7 @@ use syn::{Attribute, Expr, Ident, Lit, LitStr, Meta, Path, Token, Type, token};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, BODY, DERIVE, ENTITY, EVENT, EVENT_KEY, INITIAL, MUTATION, RENAME, SCHEMARS,
+    AGGREGATE, BODY, CRATE, DERIVE, ENTITY, EVENT, EVENT_KEY, INITIAL, MUTATION, RENAME, SCHEMARS,
     SEPARATOR, SERDE,
 };
 
@@ -23,6 +23,8 @@ use crate::symbol::{
 pub struct EventArgs {
     pub entity: Option<LitStr>,
     pub separator: Option<LitStr>,
+    /// `crate = "..."`: the path to ventyd, for a facade.
+    pub krate: Option<LitStr>,
     /// Whether an attribute could not be read to its end (already reported): a key missing
     /// after that is not reported again.
     pub malformed: bool,
@@ -109,6 +111,9 @@ fn event_arg(cx: &Ctxt, args: &mut EventArgs, meta: &ParseNestedMeta) -> syn::Re
     } else if meta.path.is_ident(SEPARATOR) {
         let lit = string_value(meta, r#"separator = "::""#)?;
         set_once(cx, &mut args.separator, meta, lit);
+    } else if meta.path.is_ident(CRATE) {
+        let lit = string_value(meta, r#"crate = "my_facade::ventyd""#)?;
+        set_once(cx, &mut args.krate, meta, lit);
     } else {
         let key = key_name(&meta.path);
         let hint = if [INITIAL, RENAME, BODY].contains(&key.as_str()) {
@@ -119,7 +124,7 @@ fn event_arg(cx: &Ctxt, args: &mut EventArgs, meta: &ParseNestedMeta) -> syn::Re
         cx.error_spanned_by(
             &meta.path,
             format!(
-                r#"unknown key `{key}` in #[event(...)] on an enum: expected `entity = "..."` or `separator = "..."`{hint}"#
+                r#"unknown key `{key}` in #[event(...)] on an enum: expected `entity = "..."`, `separator = "..."` or `crate = "..."`{hint}"#
             ),
         );
         skip_value(meta)?;
@@ -181,10 +186,15 @@ fn variant_arg(cx: &Ctxt, args: &mut VariantArgs, meta: &ParseNestedMeta) -> syn
     Ok(())
 }
 
-/// Reads `#[aggregate(event = Type)]` from the attributes of a `#[derive(Aggregate)]` input.
-/// Also returns whether an attribute could not be read to its end (already reported).
-pub fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[Attribute]) -> (Option<Type>, bool) {
+/// Reads `#[aggregate(event = Type, crate = "...")]` from the attributes of a
+/// `#[derive(Aggregate)]` input. Also returns whether an attribute could not be read to its end
+/// (already reported).
+pub fn parse_aggregate_attrs(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+) -> (Option<Type>, Option<LitStr>, bool) {
     let mut event: Option<Type> = None;
+    let mut krate: Option<LitStr> = None;
     let mut malformed = false;
     for attr in attrs.iter().filter(|attr| attr.path().is_ident(AGGREGATE)) {
         match &attr.meta {
@@ -199,11 +209,14 @@ pub fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[Attribute]) -> (Option<Type>, b
                         }
                         let ty: Type = meta.value()?.parse()?;
                         set_once(cx, &mut event, &meta, ty);
+                    } else if meta.path.is_ident(CRATE) {
+                        let lit = string_value(&meta, r#"crate = "my_facade::ventyd""#)?;
+                        set_once(cx, &mut krate, &meta, lit);
                     } else {
                         cx.error_spanned_by(
                             &meta.path,
                             format!(
-                                "unknown key `{}` in #[aggregate(...)]: expected `event = ...`",
+                                "unknown key `{}` in #[aggregate(...)]: expected `event = ...` or `crate = \"...\"`",
                                 key_name(&meta.path)
                             ),
                         );
@@ -222,7 +235,7 @@ pub fn parse_aggregate_attrs(cx: &Ctxt, attrs: &[Attribute]) -> (Option<Type>, b
             }
         }
     }
-    (event, malformed)
+    (event, krate, malformed)
 }
 
 /// Reads the keys of the `#[serde(...)]` and `#[schemars(...)]` attributes in `attrs`.
@@ -340,22 +353,30 @@ fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
     capture_value(meta).map(drop)
 }
 
-/// Reports every key given to a macro that takes no arguments (`#[mutations]`).
-pub fn reject_args(cx: &Ctxt, tokens: TokenStream, macro_name: &str) {
+/// Reads the arguments of a macro that takes only `crate = "..."` (`#[mutations]`,
+/// `#[body]`); any other key is an error.
+pub fn parse_crate_arg(cx: &Ctxt, tokens: TokenStream, macro_name: &str) -> Option<LitStr> {
+    let mut krate = None;
     if tokens.is_empty() {
-        return;
+        return krate;
     }
     let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident(CRATE) {
+            let lit = string_value(&meta, r#"crate = "my_facade::ventyd""#)?;
+            set_once(cx, &mut krate, &meta, lit);
+            return Ok(());
+        }
         cx.error_spanned_by(
             &meta.path,
             format!(
-                "unknown key `{}`: {macro_name} takes no arguments",
+                "unknown key `{}`: {macro_name} takes only `crate = \"...\"`",
                 key_name(&meta.path)
             ),
         );
         skip_value(&meta)
     });
-    if parser.parse2(tokens.clone()).is_err() {
-        cx.error_spanned_by(tokens, format!("{macro_name} takes no arguments"));
+    if let Err(error) = parser.parse2(tokens) {
+        cx.syn_error(error);
     }
+    krate
 }

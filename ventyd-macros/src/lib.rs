@@ -2,7 +2,7 @@
 //! `#[derive(Aggregate)]`, `#[mutations]` and `#[mutation]`.
 //!
 //! Use them through the `ventyd` crate, which re-exports and documents them; the code they
-//! generate names only `::ventyd::...` and `::core::...`, so `ventyd` is the one dependency a
+//! generate names only `::ventyd::...` (or the path given with `crate = "..."`) and `::core::...`, so `ventyd` is the one dependency a
 //! user needs.
 //!
 //! Each entry point reads its input into a model (`ast`, `attr`), checks it (`check`), and
@@ -18,6 +18,7 @@ mod case;
 mod check;
 mod ctxt;
 mod expand;
+mod krate;
 mod symbol;
 
 use proc_macro::TokenStream;
@@ -42,9 +43,13 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
     let model =
         ast::event_item(&cx, &item).map(|item| ast::EventEnum::from_item(&cx, args.into(), item));
     let plan = model.as_ref().and_then(|model| check::event(&cx, model));
+    let krate = krate::Krate::from_lit(
+        &cx,
+        model.as_ref().and_then(|model| model.args.krate.as_ref()),
+    );
     let expanded = match (&model, &plan) {
-        (Some(model), Some(plan)) => expand::event::expand(model, plan),
-        _ => expand::event::fallback(&item, model.as_ref()),
+        (Some(model), Some(plan)) => expand::event::expand(model, plan, &krate),
+        _ => expand::event::fallback(&item, model.as_ref(), &krate),
     };
     match cx.check() {
         Ok(()) => expanded.into(),
@@ -66,8 +71,9 @@ pub fn body(args: TokenStream, input: TokenStream) -> TokenStream {
         Err(error) => return with_error(error, input),
     };
     let cx = Ctxt::new();
-    attr::reject_args(&cx, args.into(), "#[body]");
-    let expanded = expand::body::expand(&cx, &item);
+    let krate = attr::parse_crate_arg(&cx, args.into(), "#[body]");
+    let krate = krate::Krate::from_lit(&cx, krate.as_ref());
+    let expanded = expand::body::expand(&cx, &item, &krate);
     with_errors(cx, expanded)
 }
 
@@ -104,7 +110,8 @@ pub fn mutations(args: TokenStream, input: TokenStream) -> TokenStream {
         Err(error) => return with_error(error, input),
     };
     let cx = Ctxt::new();
-    attr::reject_args(&cx, args.into(), "#[mutations]");
+    let krate = attr::parse_crate_arg(&cx, args.into(), "#[mutations]");
+    let krate = krate::Krate::from_lit(&cx, krate.as_ref());
     let Item::Impl(item) = &item else {
         cx.error_at(
             proc_macro2::Span::call_site(),
@@ -115,7 +122,7 @@ pub fn mutations(args: TokenStream, input: TokenStream) -> TokenStream {
     let model = ast::MutationsImpl::from_item(&cx, item);
     let plan = check::mutations(&cx, &model);
     match (plan, cx.has_errors()) {
-        (Some(plan), false) => expand::mutation::expand(item, &plan).into(),
+        (Some(plan), false) => expand::mutation::expand(item, &plan, &krate).into(),
         _ => {
             let stripped = expand::mutation::strip_marks(item);
             with_errors(cx, quote!(#stripped))

@@ -29,6 +29,8 @@ pub const INITIAL: &str = "initial";
 pub const RENAME: &str = "rename";
 /// `#[event(initial, body = Name)]`.
 pub const BODY: &str = "body";
+/// `crate = "..."`: the path to ventyd, for a facade crate.
+pub const CRATE: &str = "crate";
 /// `#[aggregate(event = Type)]`.
 pub const EVENT_KEY: &str = "event";
 

@@ -10,6 +10,7 @@ use crate::ast::AggregateInput;
 /// The event type keeps the spans the user wrote, so that a type that is not an `#[event]` enum
 /// is reported on that path by `ventyd::Event`'s `on_unimplemented` message.
 pub fn expand(model: &AggregateInput) -> TokenStream {
+    let krate = &model.krate;
     let Some(event) = &model.event else {
         return TokenStream::new();
     };
@@ -19,7 +20,7 @@ pub fn expand(model: &AggregateInput) -> TokenStream {
     quote! {
         const _: () = {
             #[automatically_derived]
-            impl #impl_generics ::ventyd::Aggregate for #ident #ty_generics #where_clause {
+            impl #impl_generics #krate::Aggregate for #ident #ty_generics #where_clause {
                 type Event = #event;
             }
         };

@@ -9,11 +9,12 @@ use super::event::{crate_attrs, generated_derives};
 use super::fields;
 use crate::attr::derive_paths;
 use crate::ctxt::Ctxt;
+use crate::krate::Krate;
 use crate::symbol::GENERATED_DERIVES;
 
 /// Expands `#[body]` on `item`; errors go to `cx`, and the item is emitted as written next to
 /// them.
-pub fn expand(cx: &Ctxt, item: &Item) -> TokenStream {
+pub fn expand(cx: &Ctxt, item: &Item, krate: &Krate) -> TokenStream {
     let attrs = match item {
         Item::Struct(item) => &item.attrs,
         Item::Enum(item) => &item.attrs,
@@ -41,8 +42,8 @@ pub fn expand(cx: &Ctxt, item: &Item) -> TokenStream {
     if cx.has_errors() {
         return quote!(#item);
     }
-    let derives = generated_derives();
-    let crate_attrs = crate_attrs();
+    let derives = generated_derives(krate);
+    let crate_attrs = crate_attrs(krate);
     let item = with_field_rules(item);
     quote! {
         #derives

@@ -8,25 +8,28 @@ use syn::{Attribute, Fields, Item};
 use super::fields;
 use crate::ast::{EventEnum, EventPlan, InitialBody, Shape};
 use crate::attr::is_event_attr;
+use crate::krate::Krate;
 use crate::symbol::{COPIED_DERIVES, DOC, GENERATED_DERIVES};
 
 /// The derives every event enum and initial body struct gets, through ventyd's own serde and
 /// schemars so that a user depends on `ventyd` alone.
-pub(crate) fn generated_derives() -> TokenStream {
+pub(crate) fn generated_derives(krate: &Krate) -> TokenStream {
     quote! {
         #[derive(
-            ::ventyd::__private::serde::Serialize,
-            ::ventyd::__private::serde::Deserialize,
-            ::ventyd::__private::schemars::JsonSchema,
+            #krate::__private::serde::Serialize,
+            #krate::__private::serde::Deserialize,
+            #krate::__private::schemars::JsonSchema,
         )]
     }
 }
 
 /// The `crate` paths for those derives.
-pub(crate) fn crate_attrs() -> TokenStream {
+pub(crate) fn crate_attrs(krate: &Krate) -> TokenStream {
+    let serde = krate.private_str("serde");
+    let schemars = krate.private_str("schemars");
     quote! {
-        #[serde(crate = "::ventyd::__private::serde")]
-        #[schemars(crate = "::ventyd::__private::schemars")]
+        #[serde(crate = #serde)]
+        #[schemars(crate = #schemars)]
     }
 }
 
@@ -34,13 +37,15 @@ fn without_event_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> 
     attrs.iter().filter(|attr| !is_event_attr(attr))
 }
 
-pub fn expand(model: &EventEnum, plan: &EventPlan) -> TokenStream {
+pub fn expand(model: &EventEnum, plan: &EventPlan, krate: &Krate) -> TokenStream {
     let item = model.item;
     let vis = &item.vis;
     let ident = &item.ident;
     let enum_token = &item.enum_token;
     let attrs = without_event_attrs(&item.attrs);
-    let derives = generated_derives();
+    let derives = generated_derives(krate);
+    let serde_crate = krate.private_str("serde");
+    let schemars_crate = krate.private_str("schemars");
 
     // The wire name of each variant is its full event name, set here so that the name serde
     // writes and the name in `Event::NAMES` come from one place and cannot differ.
@@ -70,19 +75,19 @@ pub fn expand(model: &EventEnum, plan: &EventPlan) -> TokenStream {
     let the_enum = quote! {
         #derives
         #[serde(
-            crate = "::ventyd::__private::serde",
+            crate = #serde_crate,
             tag = "eventName",
             content = "body",
         )]
-        #[schemars(crate = "::ventyd::__private::schemars")]
+        #[schemars(crate = #schemars_crate)]
         #(#attrs)*
         #vis #enum_token #ident {
             #(#variants,)*
         }
     };
 
-    let initial_struct = initial_struct(model, plan);
-    let event_impl = event_impl(model, plan);
+    let initial_struct = initial_struct(model, plan, krate);
+    let event_impl = event_impl(model, plan, krate);
     quote! {
         #the_enum
         #initial_struct
@@ -93,7 +98,7 @@ pub fn expand(model: &EventEnum, plan: &EventPlan) -> TokenStream {
 }
 
 /// The struct generated for a named-field initial variant, with the variant's fields.
-fn initial_struct(model: &EventEnum, plan: &EventPlan) -> TokenStream {
+fn initial_struct(model: &EventEnum, plan: &EventPlan, krate: &Krate) -> TokenStream {
     let InitialBody::Struct(struct_ident) = &plan.initial_body else {
         return TokenStream::new();
     };
@@ -138,8 +143,8 @@ fn initial_struct(model: &EventEnum, plan: &EventPlan) -> TokenStream {
         .iter()
         .map(|(attr, value)| quote!(#[#attr(rename_all #value)]));
     let fields = fields::named(fields, Some(vis));
-    let derives = generated_derives();
-    let crate_attrs = crate_attrs();
+    let derives = generated_derives(krate);
+    let crate_attrs = crate_attrs(krate);
     quote! {
         #[doc = #doc]
         #[doc = ""]
@@ -152,7 +157,7 @@ fn initial_struct(model: &EventEnum, plan: &EventPlan) -> TokenStream {
     }
 }
 
-fn event_impl(model: &EventEnum, plan: &EventPlan) -> TokenStream {
+fn event_impl(model: &EventEnum, plan: &EventPlan, krate: &Krate) -> TokenStream {
     let ident = &model.item.ident;
     let entity = &plan.entity;
     let separator = &plan.separator;
@@ -202,10 +207,10 @@ fn event_impl(model: &EventEnum, plan: &EventPlan) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        impl ::ventyd::__private::EventSealed for #ident {}
+        impl #krate::__private::EventSealed for #ident {}
 
         #[automatically_derived]
-        impl ::ventyd::Event for #ident {
+        impl #krate::Event for #ident {
             type Initial = #initial_ty;
             const ENTITY_NAME: &'static str = #entity;
             const SEPARATOR: &'static str = #separator;
@@ -231,10 +236,10 @@ fn event_impl(model: &EventEnum, plan: &EventPlan) -> TokenStream {
                 }
             }
 
-            fn schemas() -> &'static ::ventyd::EventSchemas {
-                static SCHEMAS: ::ventyd::__private::OnceLock<::ventyd::EventSchemas> =
-                    ::ventyd::__private::OnceLock::new();
-                SCHEMAS.get_or_init(::ventyd::EventSchemas::build::<Self>)
+            fn schemas() -> &'static #krate::EventSchemas {
+                static SCHEMAS: #krate::__private::OnceLock<#krate::EventSchemas> =
+                    #krate::__private::OnceLock::new();
+                SCHEMAS.get_or_init(#krate::EventSchemas::build::<Self>)
             }
         }
 
@@ -246,7 +251,7 @@ fn event_impl(model: &EventEnum, plan: &EventPlan) -> TokenStream {
 /// the `#[event]` helper attributes, and for an enum the serde and schemars derives the user did
 /// not write, so that `#[serde]`/`#[schemars]` field attributes still resolve and the errors
 /// stay the ones reported.
-pub fn fallback(item: &Item, model: Option<&EventEnum>) -> TokenStream {
+pub fn fallback(item: &Item, model: Option<&EventEnum>, krate: &Krate) -> TokenStream {
     let Some(model) = model else {
         return quote!(#item);
     };
@@ -264,15 +269,15 @@ pub fn fallback(item: &Item, model: Option<&EventEnum>) -> TokenStream {
                 .any(|path| path.segments.last().is_some_and(|last| last.ident == name))
         })
         .map(|name| match *name {
-            "JsonSchema" => quote!(::ventyd::__private::schemars::JsonSchema),
-            "Serialize" => quote!(::ventyd::__private::serde::Serialize),
-            _ => quote!(::ventyd::__private::serde::Deserialize),
+            "JsonSchema" => quote!(#krate::__private::schemars::JsonSchema),
+            "Serialize" => quote!(#krate::__private::serde::Serialize),
+            _ => quote!(#krate::__private::serde::Deserialize),
         })
         .collect();
     if missing.is_empty() {
         return quote!(#item);
     }
-    let crate_attrs = crate_attrs();
+    let crate_attrs = crate_attrs(krate);
     quote! {
         #[derive(#(#missing),*)]
         #crate_attrs

@@ -13,6 +13,7 @@ use syn::{GenericParam, ImplItem, ItemImpl, Type};
 
 use crate::ast::{DecideOutput, MutationForm, MutationPlan, MutationsPlan};
 use crate::attr::is_mutation_attr;
+use crate::krate::Krate;
 use crate::symbol::{CFG, DEPRECATED, DOC};
 
 /// The impl block with its `#[mutation]` marks removed. Also what is emitted next to errors: a
@@ -33,7 +34,7 @@ pub fn strip_marks(item: &ItemImpl) -> ItemImpl {
     item
 }
 
-pub fn expand(item: &ItemImpl, plan: &MutationsPlan) -> TokenStream {
+pub fn expand(item: &ItemImpl, plan: &MutationsPlan, krate: &Krate) -> TokenStream {
     let stripped = strip_marks(item);
     let self_ty = &*item.self_ty;
     let trait_ident = &plan.trait_ident;
@@ -49,7 +50,7 @@ pub fn expand(item: &ItemImpl, plan: &MutationsPlan) -> TokenStream {
     );
 
     let declarations = plan.methods.iter().map(|method| {
-        let signature = signature(method, self_ty);
+        let signature = signature(method, self_ty, krate);
         let attrs: Vec<_> = method
             .func
             .attrs
@@ -76,13 +77,13 @@ pub fn expand(item: &ItemImpl, plan: &MutationsPlan) -> TokenStream {
     });
 
     let definitions = plan.methods.iter().map(|method| {
-        let signature = signature(method, self_ty);
+        let signature = signature(method, self_ty, krate);
         let cfgs = method
             .func
             .attrs
             .iter()
             .filter(|attr| attr.path().is_ident(CFG));
-        let body = body(method, self_ty);
+        let body = body(method, self_ty, krate);
         quote! {
             #(#cfgs)*
             #[inline]
@@ -101,7 +102,8 @@ pub fn expand(item: &ItemImpl, plan: &MutationsPlan) -> TokenStream {
     let impl_where = if generic {
         where_clause.clone()
     } else {
-        let bound = quote_spanned!(self_ty.span()=> #self_ty: ::ventyd::Reducer);
+        let at_self = krate.spanned(self_ty.span());
+        let bound = quote_spanned!(self_ty.span()=> #self_ty: #at_self::Reducer);
         let predicates = item
             .generics
             .where_clause
@@ -110,10 +112,11 @@ pub fn expand(item: &ItemImpl, plan: &MutationsPlan) -> TokenStream {
         replace_self(quote!(where #(#predicates,)* #bound), self_ty)
     };
     let assert_reducer = generic.then(|| {
+        let at_self = krate.spanned(self_ty.span());
         quote_spanned! {self_ty.span()=>
             const _: () = {
                 fn __assert_reducer #trait_generics () #where_clause {
-                    ::ventyd::__private::assert_reducer::<#self_ty>();
+                    #at_self::__private::assert_reducer::<#self_ty>();
                 }
             };
         }
@@ -127,7 +130,7 @@ pub fn expand(item: &ItemImpl, plan: &MutationsPlan) -> TokenStream {
             #(#declarations)*
         }
 
-        impl #impl_generics #trait_ident #ty_generics for ::ventyd::Entity<#self_ty> #impl_where {
+        impl #impl_generics #trait_ident #ty_generics for #krate::Entity<#self_ty> #impl_where {
             #(#definitions)*
         }
 
@@ -136,7 +139,7 @@ pub fn expand(item: &ItemImpl, plan: &MutationsPlan) -> TokenStream {
 }
 
 /// `fn name<G>(&mut self, args...) -> Output where ...`, shared by the trait and its impl.
-fn signature(method: &MutationPlan, self_ty: &Type) -> TokenStream {
+fn signature(method: &MutationPlan, self_ty: &Type, krate: &Krate) -> TokenStream {
     let sig = &method.func.sig;
     let fn_token = &sig.fn_token;
     let ident = &sig.ident;
@@ -154,10 +157,10 @@ fn signature(method: &MutationPlan, self_ty: &Type) -> TokenStream {
     let output = match &method.form {
         MutationForm::Decide(DecideOutput::Result { error, .. }) => {
             let error = replace_self(error.to_token_stream(), self_ty);
-            quote!(::core::result::Result<(), ::ventyd::MutationError<#error>>)
+            quote!(::core::result::Result<(), #krate::MutationError<#error>>)
         }
         MutationForm::Decide(DecideOutput::Events(_)) => {
-            quote!(::core::result::Result<(), ::ventyd::Error>)
+            quote!(::core::result::Result<(), #krate::Error>)
         }
         MutationForm::Dispatch { output } => replace_self(output.to_token_stream(), self_ty),
     };
@@ -168,35 +171,39 @@ fn signature(method: &MutationPlan, self_ty: &Type) -> TokenStream {
 
 /// The body of an entity method: call the aggregate's method, then hand its events to the
 /// runtime (`decide`), or run it with a dispatcher (`mutate`).
-fn body(method: &MutationPlan, self_ty: &Type) -> TokenStream {
+fn body(method: &MutationPlan, self_ty: &Type, krate: &Krate) -> TokenStream {
     let ident = &method.func.sig.ident;
     let turbofish = turbofish(method);
     let args = method.args.iter().map(|(ident, _)| ident);
     let call = quote!(<#self_ty>::#ident #turbofish);
-    let state = quote!(::ventyd::Entity::state(self));
+    let state = quote!(#krate::Entity::state(self));
     match &method.form {
         MutationForm::Decide(DecideOutput::Result { events, .. }) => {
             // Spanned on the user's type: an event of another aggregate is reported on the
             // events type.
-            let decide =
-                quote_spanned!(events.span()=> ::ventyd::__private::decide(self, __events));
+            let decide = {
+                let at_events = krate.spanned(events.span());
+                quote_spanned!(events.span()=> #at_events::__private::decide(self, __events))
+            };
             quote! {
                 match #call(#state, #(#args),*) {
                     ::core::result::Result::Ok(__events) => match #decide {
                         ::core::result::Result::Ok(()) => ::core::result::Result::Ok(()),
                         ::core::result::Result::Err(__error) => ::core::result::Result::Err(
-                            ::ventyd::MutationError::Ventyd(__error),
+                            #krate::MutationError::Ventyd(__error),
                         ),
                     },
                     ::core::result::Result::Err(__error) => ::core::result::Result::Err(
-                        ::ventyd::MutationError::Rejected(__error),
+                        #krate::MutationError::Rejected(__error),
                     ),
                 }
             }
         }
         MutationForm::Decide(DecideOutput::Events(events)) => {
-            let decide =
-                quote_spanned!(events.span()=> ::ventyd::__private::decide(self, __events));
+            let decide = {
+                let at_events = krate.spanned(events.span());
+                quote_spanned!(events.span()=> #at_events::__private::decide(self, __events))
+            };
             quote! {
                 let __events = #call(#state, #(#args),*);
                 #decide
@@ -204,7 +211,7 @@ fn body(method: &MutationPlan, self_ty: &Type) -> TokenStream {
         }
         MutationForm::Dispatch { .. } => {
             quote! {
-                ::ventyd::__private::mutate(self, move |__dispatch| #call(__dispatch, #(#args),*))
+                #krate::__private::mutate(self, move |__dispatch| #call(__dispatch, #(#args),*))
             }
         }
     }

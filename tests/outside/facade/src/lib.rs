@@ -1,0 +1,3 @@
+//! A facade: a company crate that re-exports ventyd for its services.
+
+pub use ventyd;
