@@ -2,8 +2,8 @@
 //! `#[derive(Aggregate)]`, `#[mutations]` and `#[mutation]`.
 //!
 //! Use them through the `ventyd` crate, which re-exports and documents them; the code they
-//! generate names only `::ventyd::...` (or the path given with `crate = "..."`) and `::core::...`, so `ventyd` is the one dependency a
-//! user needs.
+//! generate names only `::ventyd::...` (or the path given with `crate = "..."`) and
+//! `::core::...`, so `ventyd` is the one dependency a user needs.
 //!
 //! Each entry point reads its input into a model (`ast`, `attr`), checks it (`check`), and
 //! expands it (`expand`). Errors are collected (`ctxt`) so one compile shows them all; next to
