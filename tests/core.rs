@@ -981,3 +981,47 @@ fn a_reducer_reads_the_envelope_of_the_event_it_applies_wherever_the_event_comes
         assert_eq!(again.state(), account.state());
     });
 }
+
+#[test]
+fn legacy_ventyd_events_without_versions_hydrate_in_stream_order() {
+    use ventyd::ReadonlyEntity;
+    // As a TypeScript Ventyd service of an earlier release wrote them: no `version`, times with
+    // offsets and microseconds, a field set to `undefined` dropped by `JSON.stringify`.
+    let legacy = serde_json::json!([
+        {"eventId": "0190f3a4-0000-7000-8000-000000000001", "eventName": "user:created",
+         "eventCreatedAt": "2024-03-01T10:00:00.123456+01:00", "entityName": "user",
+         "entityId": "legacy-1", "body": {"email": "old@example.com"}},
+        {"eventId": "0190f3a4-0000-7000-8000-000000000002", "eventName": "user:name_updated",
+         "eventCreatedAt": "2024-03-01T09:30:00Z", "entityName": "user",
+         "entityId": "legacy-1", "body": {"name": "Old Timer"}},
+        {"eventId": "0190f3a4-0000-7000-8000-000000000003", "eventName": "user:tagged",
+         "eventCreatedAt": "2024-03-02T00:00:00.5-05:00", "entityName": "user",
+         "entityId": "legacy-1", "body": {"tag": "og"}}
+    ]);
+    let envelopes: Vec<Envelope<UserEvent>> = serde_json::from_value(legacy.clone()).unwrap();
+    assert!(envelopes.iter().all(|e| e.version() == 0));
+    // Written back, a legacy envelope keeps its shape: no version is made up.
+    let again = serde_json::to_value(&envelopes[1]).unwrap();
+    assert!(again.get("version").is_none(), "{again}");
+    assert_eq!(again["eventCreatedAt"], "2024-03-01T09:30:00.000Z");
+
+    let user = Entity::<User>::hydrate("legacy-1", envelopes).unwrap();
+    let versions: Vec<_> = user.events().map(|e| e.version()).collect();
+    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(user.state().name.as_deref(), Some("Old Timer"));
+    assert_eq!(user.state().tags, ["og"]);
+    assert_eq!(
+        user.events().next().unwrap().event_created_at().to_string(),
+        "2024-03-01T09:00:00.123Z"
+    );
+    let _: ReadonlyEntity<User> = user.into_readonly();
+
+    // A version of 0 written out is not a legacy event but a mistake.
+    let mut zero = legacy[0].clone();
+    zero["version"] = 0.into();
+    let err = serde_json::from_value::<Envelope<UserEvent>>(zero).unwrap_err();
+    assert!(
+        err.to_string().contains("version must be 1 or more"),
+        "{err}"
+    );
+}

@@ -261,6 +261,8 @@ impl<A: Reducer> Entity<A> {
     /// Rebuilds an entity from its events, as Ventyd's `hydrate`: each envelope is checked (it
     /// belongs to `entity_id`; versions run 1, 2, 3, ...; the first is the initial event and
     /// no other is; every body passes its schema) and folded. The events count as committed.
+    /// An envelope without a version (a legacy Ventyd event read from JSON, version 0) takes
+    /// its place in the list as its version.
     ///
     /// # Errors
     /// [`Error::Decode`] naming the entity, the version and the event that is wrong, and why
@@ -290,6 +292,11 @@ impl<A: Reducer> Entity<A> {
         let mut state: Option<A> = None;
         let mut history: Vec<Envelope<A::Event>> = Vec::new();
         for mut envelope in envelopes {
+            let expected = history.len() as u64 + 1;
+            // A legacy Ventyd event has no version: its place in the stream gives it.
+            if envelope.version == 0 {
+                envelope.version = expected;
+            }
             let name = envelope.event.event_name();
             let fail = |reason| {
                 Error::from(DecodeError {
@@ -303,7 +310,6 @@ impl<A: Reducer> Entity<A> {
             if *envelope.entity_id != *id {
                 return Err(fail(DecodeReason::WrongStream));
             }
-            let expected = history.len() as u64 + 1;
             if envelope.version != expected {
                 return Err(fail(DecodeReason::VersionGap { expected }));
             }

@@ -61,6 +61,10 @@ impl<E: Event> Envelope<E> {
     }
 
     /// The version of the entity after this event (1-based, gapless).
+    ///
+    /// 0 only for an envelope read from JSON that carried no `version` (a legacy Ventyd event,
+    /// where the stream's order gives it): [`Entity::hydrate`](crate::Entity::hydrate) numbers
+    /// such envelopes by their place in the list.
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -229,7 +233,8 @@ impl<E: Event> Serialize for Envelope<E> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let body = encode_body(&self.event).map_err(serde::ser::Error::custom)?;
         let metadata = self.metadata.as_deref().filter(|m| !m.is_empty());
-        let len = 8
+        let len = 7
+            + usize::from(self.version != 0)
             + usize::from(self.position.is_some())
             + usize::from(self.recorded_at.is_some())
             + usize::from(metadata.is_some());
@@ -239,7 +244,10 @@ impl<E: Event> Serialize for Envelope<E> {
         st.serialize_field("eventCreatedAt", &self.event_created_at)?;
         st.serialize_field("entityName", E::ENTITY_NAME)?;
         st.serialize_field("entityId", &*self.entity_id)?;
-        st.serialize_field("version", &self.version)?;
+        // A legacy envelope without a version is written back without one.
+        if self.version != 0 {
+            st.serialize_field("version", &self.version)?;
+        }
         st.serialize_field("body", &body)?;
         if let Some(position) = self.position {
             st.serialize_field("position", &position)?;
@@ -263,7 +271,9 @@ struct RawEnvelope {
     event_created_at: Timestamp,
     entity_name: String,
     entity_id: String,
-    version: u64,
+    /// Missing in legacy Ventyd events: 0, numbered by `Entity::hydrate`.
+    #[serde(default)]
+    version: Option<u64>,
     #[serde(default)]
     position: Option<u64>,
     #[serde(default)]
@@ -297,9 +307,15 @@ impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
                 E::NAMES.join(", ")
             )));
         }
-        if raw.version == 0 {
-            return Err(D::Error::custom("version must be 1 or more"));
-        }
+        let version = match raw.version {
+            Some(0) => {
+                return Err(D::Error::custom(
+                    "version must be 1 or more (or left out, for a legacy event)",
+                ));
+            }
+            Some(version) => version,
+            None => 0,
+        };
         // An envelope read from JSON comes from outside (another service, a message bus): its
         // body is checked against its schema like any event about to be applied.
         if let Some(index) = E::name_index(&raw.event_name)
@@ -320,7 +336,7 @@ impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
             event_id: raw.event_id,
             event_created_at: raw.event_created_at,
             entity_id: Arc::from(raw.entity_id),
-            version: raw.version,
+            version,
             position: raw.position,
             recorded_at: raw.recorded_at,
             schema_version: raw.schema_version,
