@@ -18,11 +18,21 @@ pub fn expand(cx: &Ctxt, item: &Item, krate: &Krate) -> TokenStream {
     let attrs = match item {
         Item::Struct(item) => &item.attrs,
         Item::Enum(item) => &item.attrs,
-        _ => {
-            cx.error_at(
-                proc_macro2::Span::call_site(),
-                "#[body] is for a struct or an enum used inside an event body",
-            );
+        other => {
+            // On the item's keyword (`fn`, `union`, ...) where there is one.
+            let keyword: Option<&dyn quote::ToTokens> = match other {
+                Item::Fn(item) => Some(&item.sig.fn_token),
+                Item::Union(item) => Some(&item.union_token),
+                Item::Impl(item) => Some(&item.impl_token),
+                Item::Trait(item) => Some(&item.trait_token),
+                Item::Type(item) => Some(&item.type_token),
+                _ => None,
+            };
+            let message = "#[body] is for a struct or an enum used inside an event body";
+            match keyword {
+                Some(keyword) => cx.error_spanned_by(keyword, message),
+                None => cx.error_at(proc_macro2::Span::call_site(), message),
+            }
             return quote!(#item);
         }
     };
