@@ -345,14 +345,7 @@ impl<A: Reducer> Entity<A> {
             history.push(envelope);
         }
         let Some(state) = state else {
-            return Err(DecodeError {
-                entity_name: <A::Event as Event>::ENTITY_NAME.to_owned(),
-                entity_id: id.to_string(),
-                version: 0,
-                event_name: String::new(),
-                reason: DecodeReason::NoEvents,
-            }
-            .into());
+            return Err(no_events::<A::Event>(id.to_string()));
         };
         Ok(Entity {
             id,
@@ -398,14 +391,7 @@ impl<A: Reducer> Entity<A> {
         version: u64,
     ) -> Result<Self, Error> {
         if version == 0 {
-            return Err(DecodeError {
-                entity_name: <A::Event as Event>::ENTITY_NAME.to_owned(),
-                entity_id,
-                version: 0,
-                event_name: String::new(),
-                reason: DecodeReason::NoEvents,
-            }
-            .into());
+            return Err(no_events::<A::Event>(entity_id));
         }
         Ok(Entity {
             id: Arc::from(entity_id),
@@ -696,6 +682,18 @@ impl<'a, E: 'a, Q: ExactSizeIterator<Item = &'a Envelope<E>>> ExactSizeIterator
 {
 }
 
+/// An entity built from nothing (no events, or version 0): [`DecodeReason::NoEvents`].
+fn no_events<E: Event>(entity_id: String) -> Error {
+    DecodeError {
+        entity_name: E::ENTITY_NAME.to_owned(),
+        entity_id,
+        version: 0,
+        event_name: String::new(),
+        reason: DecodeReason::NoEvents,
+    }
+    .into()
+}
+
 fn validate<E: Event>(name: &'static str, id: &str, body: &Value) -> Result<(), Error> {
     let index = E::name_index(name).unwrap_or(0);
     validate_index::<E>(index, name, id, body)
@@ -749,13 +747,7 @@ impl<A: Reducer> Loader<A> {
 
     /// The entity as a read-only one, or `None` when the stream had no events.
     pub(crate) fn finish_readonly(self) -> Option<ReadonlyEntity<A>> {
-        let state = self.state?;
-        Some(ReadonlyEntity {
-            id: self.id,
-            state,
-            version: self.history.len() as u64,
-            history: self.history,
-        })
+        self.finish().map(Entity::into_readonly)
     }
 
     /// The entity, or `None` when the stream had no events.
