@@ -434,8 +434,10 @@ impl<A: Reducer> Entity<A> {
         let (mut state, rest) = match &self.restored {
             Some(base) => (A::clone(base), &self.history[..]),
             None => {
+                // Every way to a committed entity keeps its history from version 1 or the
+                // state it was restored from; without either there is nothing to fold.
                 let Some((first, rest)) = self.history.split_first() else {
-                    unreachable!("a committed entity that was not restored has its history")
+                    return Err(no_events::<A::Event>(self.id.to_string()));
                 };
                 let name = first.event.event_name();
                 let initial: <A::Event as Event>::Initial = encode_body(&first.event)
