@@ -898,6 +898,7 @@ mod account {
     #[aggregate(event = AccountEvent)]
     pub struct Account {
         pub owner: String,
+        pub opened_at: Option<Timestamp>,
         pub closed: bool,
         pub closed_at: Option<Timestamp>,
         pub closed_at_version: Option<u64>,
@@ -907,9 +908,19 @@ mod account {
         fn init(opened: &AccountOpened) -> Self {
             Account {
                 owner: opened.owner.clone(),
+                opened_at: None,
                 closed: false,
                 closed_at: None,
                 closed_at_version: None,
+            }
+        }
+
+        fn init_envelope(opened: &AccountOpened, envelope: &Envelope<AccountEvent>) -> Self {
+            assert_eq!(envelope.version(), 1);
+            assert_eq!(envelope.event().event_name(), "account:opened");
+            Account {
+                opened_at: Some(envelope.event_created_at()),
+                ..Self::init(opened)
             }
         }
 
@@ -940,7 +951,7 @@ mod account {
 }
 
 #[test]
-fn a_reducer_reads_the_envelope_of_the_event_it_applies_wherever_the_event_comes_from() {
+fn a_reducer_reads_the_envelope_of_each_event_it_folds_wherever_the_event_comes_from() {
     use account::*;
     rt().block_on(async {
         let clock = FixedClock::new(Timestamp::from_millis(1_000_000));
@@ -955,6 +966,10 @@ fn a_reducer_reads_the_envelope_of_the_event_it_applies_wherever_the_event_comes
             .unwrap();
         clock.advance_millis(5_000);
         account.close("moved".into()).unwrap();
+        assert_eq!(
+            account.state().opened_at,
+            Some(Timestamp::from_millis(1_000_000))
+        );
         // Dispatched: the state has the closing event's time and version at once.
         let closed_at = Some(Timestamp::from_millis(1_005_000));
         assert_eq!(account.state().closed_at, closed_at);

@@ -60,6 +60,18 @@ pub trait Reducer: Aggregate {
     /// Builds the first state from the initial event's body.
     fn init(initial: &<Self::Event as Event>::Initial) -> Self;
 
+    /// Builds the first state from the initial event's body and its envelope (its id, creation
+    /// time, metadata: "`created_at` is the time of the creation"). The default calls
+    /// [`init`](Self::init); see [`apply_envelope`](Self::apply_envelope) for what an envelope
+    /// holds before and after a commit.
+    fn init_envelope(
+        initial: &<Self::Event as Event>::Initial,
+        envelope: &Envelope<Self::Event>,
+    ) -> Self {
+        let _ = envelope;
+        Self::init(initial)
+    }
+
     /// Folds one event into the state. Must not fail: every rule is checked before an event is
     /// dispatched, and stored events are facts.
     ///

@@ -332,7 +332,7 @@ impl<A: Reducer> Entity<A> {
                     }
                     let initial: <A::Event as Event>::Initial =
                         serde_json::from_value(body).map_err(|e| fail(DecodeReason::Body(e)))?;
-                    state = Some(A::init(&initial));
+                    state = Some(A::init_envelope(&initial, &envelope));
                 }
                 Some(state) => {
                     if name == <A::Event as Event>::INITIAL_NAME {
@@ -446,7 +446,7 @@ impl<A: Reducer> Entity<A> {
                         event_name: name,
                         source,
                     })?;
-                (A::init(&initial), rest)
+                (A::init_envelope(&initial, first), rest)
             }
         };
         for envelope in rest {
@@ -470,7 +470,13 @@ impl<A: Reducer> Entity<A> {
             source,
         })?;
         validate::<A::Event>(name, &id, &body)?;
-        let state = A::init(&initial);
+        // `init_envelope` takes the body and the envelope that holds the event made of it: the
+        // body is read back from its JSON for that (once per entity created).
+        let copy = <<A::Event as Event>::Initial as serde::Deserialize>::deserialize(&body)
+            .map_err(|source| Error::Encode {
+                event_name: name,
+                source,
+            })?;
         let envelope = Envelope {
             event_id: options.event_id.unwrap_or_else(|| config.ids.event_id()),
             event_created_at: options
@@ -484,6 +490,7 @@ impl<A: Reducer> Entity<A> {
             metadata: None,
             event: initial.into(),
         };
+        let state = A::init_envelope(&copy, &envelope);
         Ok(Entity {
             id,
             state,
@@ -790,15 +797,18 @@ impl<A: Reducer> EventVisitor for Loader<A> {
                         },
                     ));
                 }
-                // The first event decodes as the initial body, which `init` takes.
-                let (initial, envelope) = decode_stored::<A::Event, <A::Event as Event>::Initial>(
-                    &e,
-                    &self.id,
-                    self.validation,
-                    |_, body| body.decode_with(),
-                )?;
-                self.state = Some(A::init(&initial));
-                self.history.push(envelope.with_event(initial.into()));
+                // The first event decodes as the initial body, which `init` takes, and as the
+                // event its envelope holds.
+                let ((initial, event), envelope) =
+                    decode_stored::<A::Event, (<A::Event as Event>::Initial, A::Event)>(
+                        &e,
+                        &self.id,
+                        self.validation,
+                        |name, body| body.decode_initial(name),
+                    )?;
+                let envelope = envelope.with_event(event);
+                self.state = Some(A::init_envelope(&initial, &envelope));
+                self.history.push(envelope);
             }
             Some(state) => {
                 if e.event_name == <A::Event as Event>::INITIAL_NAME {

@@ -189,13 +189,21 @@ pub(crate) enum DecodeBody<'a> {
 }
 
 impl DecodeBody<'_> {
-    /// Deserializes `T` from the body.
-    pub(crate) fn decode_with<T: serde::de::DeserializeOwned>(
+    /// Deserializes the initial event's body `E::Initial` and the event enum `E` (named
+    /// `name`) from the same body.
+    pub(crate) fn decode_initial<E: Event>(
         self,
-    ) -> Result<T, serde_json::Error> {
+        name: &str,
+    ) -> Result<(E::Initial, E), serde_json::Error> {
         match self {
-            DecodeBody::Text(text) => serde_json::from_str(text),
-            DecodeBody::Value(value) => T::deserialize(value),
+            DecodeBody::Text(text) => {
+                let initial = serde_json::from_str(text)?;
+                Ok((initial, DecodeBody::Text(text).decode_event(name)?))
+            }
+            DecodeBody::Value(value) => {
+                let initial = E::Initial::deserialize(&value)?;
+                Ok((initial, DecodeBody::Value(value).decode_event(name)?))
+            }
         }
     }
 
