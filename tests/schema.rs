@@ -1095,6 +1095,7 @@ fn an_envelope_with_an_unknown_event_name_is_rejected() {
     json["eventName"] = json!("user:deleted");
     let err = decode_error(json);
     assert!(err.contains("unknown eventName \"user:deleted\""), "{err}");
+    assert!(err.contains("at version 1 of user \"u1\""), "{err}");
     assert!(
         err.contains("user:created, user:name_updated, user:removed, user:tagged"),
         "{err}"
@@ -1108,6 +1109,11 @@ fn an_envelope_with_a_body_of_the_wrong_shape_is_rejected() {
     json["body"] = json!({"email": 42});
     let err = decode_error(json.clone());
     assert!(err.contains("fails its schema"), "{err}");
+    // Every refusal names the event, its version and its entity.
+    assert!(
+        err.contains(r#"the envelope of "user:created" at version 1 of user "u1""#),
+        "{err}"
+    );
     assert!(
         err.contains("at /email: 42 is not of type \"string\""),
         "{err}"

@@ -301,45 +301,55 @@ impl<'de, E: Event> Deserialize<'de> for Envelope<E> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let raw = RawEnvelope::deserialize(d)?;
+        // Every refusal says which event of which entity it is, as far as the envelope says.
+        let at = match raw.version {
+            Some(v) => format!(" at version {v}"),
+            None => String::new(),
+        };
+        let which = format!(
+            "the envelope of {:?}{at} of {} {:?}",
+            raw.event_name, raw.entity_name, raw.entity_id
+        );
         if raw.entity_name != E::ENTITY_NAME {
             return Err(D::Error::custom(format_args!(
-                "entityName {:?} does not match {:?}",
+                "{which}: entityName {:?} does not match {:?}",
                 raw.entity_name,
                 E::ENTITY_NAME
             )));
         }
-        if E::name_index(&raw.event_name).is_none() {
+        let Some(index) = E::name_index(&raw.event_name) else {
             return Err(D::Error::custom(format_args!(
-                "unknown eventName {:?}; available names: {}",
+                "{which}: unknown eventName {:?}; available names: {}",
                 raw.event_name,
                 E::NAMES.join(", ")
             )));
-        }
+        };
         let version = match raw.version {
             Some(0) => {
-                return Err(D::Error::custom(
-                    "version must be 1 or more (or left out, for a legacy event)",
-                ));
+                return Err(D::Error::custom(format_args!(
+                    "{which}: version must be 1 or more (or left out, for a legacy event)"
+                )));
             }
             Some(version) => version,
             None => 0,
         };
         // An envelope read from JSON comes from outside (another service, a message bus): its
         // body is checked against its schema like any event about to be applied.
-        if let Some(index) = E::name_index(&raw.event_name)
-            && let Some(schema) = E::schemas().get(index)
-        {
-            schema.check().map_err(D::Error::custom)?;
+        if let Some(schema) = E::schemas().get(index) {
+            schema
+                .check()
+                .map_err(|e| D::Error::custom(format_args!("{which}: {e}")))?;
             schema.validate(&raw.body).map_err(|violations| {
                 let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
                 D::Error::custom(format_args!(
-                    "the body of {:?} fails its schema: {}",
-                    raw.event_name,
+                    "{which}: the body fails its schema: {}",
                     list.join("; ")
                 ))
             })?;
         }
-        let event = decode_event::<E, _>(&raw.event_name, &raw.body).map_err(D::Error::custom)?;
+        let event = decode_event::<E, _>(&raw.event_name, &raw.body).map_err(|e| {
+            D::Error::custom(format_args!("{which}: the body does not decode: {e}"))
+        })?;
         Ok(Envelope {
             event_id: raw.event_id,
             event_created_at: raw.event_created_at,
