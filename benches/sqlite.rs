@@ -145,7 +145,9 @@ fn raw_append(
         for (i, e) in events.iter().enumerate() {
             insert
                 .execute(rusqlite::params![
-                    &e.event_id.as_bytes()[..],
+                    e.event_id
+                        .hyphenated()
+                        .encode_lower(&mut Uuid::encode_buffer()) as &str,
                     "user",
                     entity_id,
                     (actual + i as u64 + 1) as i64,
@@ -250,7 +252,10 @@ fn raw_load(
         raw_fold(&mut state, &event);
         history.push(RawEnvelope {
             position: row.get(0).expect("position"),
-            event_id: Uuid::from_bytes(row.get(1).expect("id")),
+            event_id: row
+                .get_ref(1)
+                .and_then(|v| Ok(Uuid::try_parse(v.as_str()?).expect("a UUID")))
+                .expect("id"),
             version: row.get(3).expect("version"),
             schema_version: row.get(4).expect("schema version"),
             created_at: row.get(5).expect("created at"),
@@ -275,7 +280,7 @@ fn raw_rows(conn: &rusqlite::Connection, entity_id: &str) -> Vec<(i64, Uuid, Str
         |row| {
             Ok((
                 row.get(0)?,
-                Uuid::from_bytes(row.get(1)?),
+                Uuid::try_parse(row.get_ref(1)?.as_str()?).expect("a UUID"),
                 row.get(2)?,
                 row.get(3)?,
                 row.get(7)?,

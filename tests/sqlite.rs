@@ -1011,6 +1011,28 @@ fn write_v1_file(path: &Path) {
 }
 
 #[test]
+fn the_migration_to_text_ids_keeps_the_position_counter() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter.db");
+        write_v1_file(&path);
+        // Positions 5 to 10 were handed out once and rolled back: they must never come again.
+        raw(&path)
+            .execute(
+                "UPDATE sqlite_sequence SET seq = 10 WHERE name = 'events'",
+                [],
+            )
+            .unwrap();
+        let store = SqliteStorage::open(&path).await.unwrap();
+        let repo = Repository::<User, _>::new(store);
+        let mut one = repo.find_one("u-1").await.unwrap().unwrap();
+        one.update_name("After".into()).unwrap();
+        let committed = repo.commit(&mut one).await.unwrap();
+        assert_eq!(committed.last_position, Some(11));
+    });
+}
+
+#[test]
 fn a_version_1_file_is_migrated_in_place() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
@@ -1023,9 +1045,27 @@ fn a_version_1_file_is_migrated_in_place() {
 
         let store = SqliteStorage::open(&path).await.unwrap();
         assert_eq!(tables(&path), ["documents", "events", "ventyd_meta"]);
-        assert_eq!(meta(&path, "schema_version"), Some(2));
+        assert_eq!(meta(&path, "schema_version"), Some(i64::from(SCHEMA_VERSION)));
         let store_id = meta(&path, "store_id").expect("a store identity");
         assert_ne!(store_id, 0);
+        // The ids of schema 1 and 2 (16 bytes) are the text of the UUID now.
+        {
+            let conn = raw(&path);
+            let mut stmt = conn
+                .prepare("SELECT typeof(event_id), event_id FROM events ORDER BY position")
+                .unwrap();
+            let ids: Vec<(String, String)> = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(ids.len(), 4);
+            for (kind, id) in ids {
+                assert_eq!(kind, "text");
+                let parsed = ventyd::Uuid::parse_str(&id).unwrap();
+                assert_eq!(parsed.to_string(), id, "lowercase, with hyphens");
+            }
+        }
 
         // The old events load, and their commit time is their creation time.
         let log = log_events(&store).await;
@@ -1134,7 +1174,10 @@ fn a_version_1_file_opened_at_once_is_migrated_once() {
     let cursors = open_at_once(&path);
     assert!(cursors.windows(2).all(|w| w[0] == w[1]), "{cursors:?}");
     assert_eq!(tables(&path), ["documents", "events", "ventyd_meta"]);
-    assert_eq!(meta(&path, "schema_version"), Some(2));
+    assert_eq!(
+        meta(&path, "schema_version"),
+        Some(i64::from(SCHEMA_VERSION))
+    );
     let snapshots: i64 = raw(&path)
         .query_row(
             "SELECT count(*) FROM documents WHERE collection = 'ventyd.snapshots/user'",
@@ -1563,14 +1606,14 @@ fn a_row_with_a_schema_version_out_of_range_leaves_the_log_readable() {
 }
 
 #[test]
-fn a_row_with_a_short_event_id_leaves_the_log_readable() {
+fn a_row_whose_event_id_is_not_a_uuid_leaves_the_log_readable() {
     one_corrupt_row_leaves_the_log_readable(
-        "UPDATE events SET event_id = x'0102' WHERE position = 3",
+        "UPDATE events SET event_id = 'not-a-uuid' WHERE position = 3",
         &[
             "cannot be read",
             "counter \"c\"",
-            "event_id is 2 bytes long",
-            "16 bytes",
+            "event_id is \"not-a-uuid\"",
+            "not a UUID",
         ],
     );
 }
@@ -2383,16 +2426,16 @@ fn the_sqlite3_shell_reads_what_ventyd_wrote() {
         // Read while the store is open: the shell sees every commit, through the WAL.
         let rows = sqlite3_json(
             &path,
-            "SELECT position, lower(hex(event_id)) AS event_id, entity_name, entity_id, version, \
-             event_name, body, json_extract(body, '$.tag') AS tag, recorded_at, \
-             strftime('%Y-%m-%dT%H:%M:%fZ', recorded_at / 1000.0, 'unixepoch') AS recorded_text, \
-             strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch') AS created_text \
-             FROM events ORDER BY position",
+            "SELECT e.position, e.event_id, e.entity_name, e.entity_id, e.version, \
+             e.event_name, e.body, json_extract(e.body, '$.tag') AS tag, e.recorded_at, \
+             r.recorded_at AS recorded_text, r.created_at AS created_text \
+             FROM events e JOIN events_readable r USING (position) ORDER BY position",
         );
         assert_eq!(rows.len(), log.len());
         for (row, e) in rows.iter().zip(&log) {
             assert_eq!(row["position"], e.position);
-            assert_eq!(row["event_id"], e.event_id.simple().to_string());
+            // The id as a person sees it, and as ventyd prints it.
+            assert_eq!(row["event_id"], e.event_id.to_string());
             assert_eq!(row["entity_name"], "user");
             assert_eq!(row["entity_id"], e.entity_id);
             assert_eq!(row["version"], e.version);
@@ -2404,6 +2447,32 @@ fn the_sqlite3_shell_reads_what_ventyd_wrote() {
         }
         assert_eq!(rows[2]["tag"], "t0");
         assert_eq!(rows[11]["tag"], "t9");
+
+        // And a foreign client writes an event with plain SQL (the text id, times in
+        // milliseconds), which ventyd then loads.
+        let written = sqlite3_json(
+            &path,
+            "INSERT INTO events (event_id, entity_name, entity_id, version, event_name, \
+             schema_version, created_at, body, recorded_at) \
+             VALUES ('0190f3a4-5b6c-7d8e-9f00-112233445566', 'user', 'from-the-shell', 1, \
+             'user:created', 1, 1733270400000, '{\"email\":\"shell@example.com\"}', \
+             1733270400000) RETURNING position",
+        );
+        let readable = sqlite3_json(
+            &path,
+            "SELECT created_at, recorded_at FROM events_readable \
+             WHERE entity_id = 'from-the-shell'",
+        );
+        assert_eq!(readable[0]["created_at"], "2024-12-04T00:00:00.000Z");
+        assert_eq!(readable[0]["recorded_at"], "2024-12-04T00:00:00.000Z");
+        let from_shell = repo.find_one("from-the-shell").await.unwrap().unwrap();
+        assert_eq!(from_shell.state().email, "shell@example.com");
+        let first = from_shell.events().next().unwrap();
+        assert_eq!(
+            first.event_id().to_string(),
+            "0190f3a4-5b6c-7d8e-9f00-112233445566"
+        );
+        assert_eq!(first.position(), written[0]["position"].as_u64());
 
         let documents = sqlite3_json(
             &path,
@@ -2439,9 +2508,10 @@ fn the_sqlite3_shell_reads_what_ventyd_wrote() {
         assert_eq!(meta_rows[0]["value"], SCHEMA_VERSION);
         assert_eq!(meta_rows[1]["key"], "store_id");
         let count = sqlite3_json(&path, "SELECT count(*) AS n FROM events");
-        assert_eq!(count[0]["n"], 12);
+        assert_eq!(count[0]["n"], 13, "ventyd's 12 and the shell's one");
     });
 }
+
 // ---- two processes ----
 
 const STREAMS: usize = 3;

@@ -32,17 +32,18 @@
 //! All tables are `STRICT`, so a column holds the type it declares or the write fails.
 //!
 //! - `events`: `position INTEGER PRIMARY KEY AUTOINCREMENT` (the global position; AUTOINCREMENT
-//!   so a position is never handed out twice), `event_id BLOB UNIQUE` (the 16 bytes of the
-//!   UUID: half the size of its text in the table and in its index, and v7 ids still sort by
-//!   time), `entity_name`, `entity_id`, `version`, `event_name`, `schema_version`,
+//!   so a position is never handed out twice), `event_id TEXT UNIQUE` (the UUID as a person
+//!   sees it and ventyd prints it, lowercase with hyphens; one spelling per id, so the unique
+//!   index catches a repeat, and v7 ids still sort by time), `entity_name`, `entity_id`, `version`, `event_name`, `schema_version`,
 //!   `created_at` (the writer's time), `body` (JSON text), `metadata` (JSON text or `NULL`),
 //!   `checked_schema` (the fingerprint of the schema the body passed before it was stored, or
 //!   `NULL`) and `recorded_at` (the store's commit time), with
 //!   `UNIQUE (entity_name, entity_id, version)`, whose index serves reads by entity too.
 //!   Times are `INTEGER` milliseconds since the Unix epoch: exactly what a [`Timestamp`](crate::Timestamp) holds
 //!   (millisecond precision, so nothing is rounded), no parsing when 10,000 events are loaded,
-//!   and they compare and index as numbers. To read one as text in the `sqlite3` shell:
-//!   `strftime('%Y-%m-%dT%H:%M:%fZ', recorded_at / 1000.0, 'unixepoch')`. Bodies are not
+//!   and they compare and index as numbers. The view `events_readable` shows them as RFC 3339
+//!   text, computed only when it is read (`docs/adapters.md` has a worked `sqlite3` session). A
+//!   foreign client that inserts an event without `recorded_at` gets its own clock's time. Bodies are not
 //!   checked with `json_valid` in SQL: ventyd validates every body before storing it and
 //!   decodes it strictly when loading, so a SQL check would parse each body a third time on the
 //!   write path.
@@ -55,7 +56,9 @@
 //! Schema version 2 added `recorded_at` (events stored before get their creation time) and
 //! `documents`, which replaced the `snapshots`, `views` and `checkpoints` tables of version 1
 //! (snapshot rows move to the `ventyd.snapshots/<entity>` collections). A version-1 file is
-//! migrated in place the first time this build opens it.
+//! migrated in place the first time this build opens it. Schema version 3 stores event ids as
+//! text (the table is built again, positions and the position counter kept) and adds the view
+//! `events_readable`.
 //!
 //! # Pragmas
 //!

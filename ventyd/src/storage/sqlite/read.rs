@@ -144,18 +144,22 @@ fn with_event<T>(
     let metadata = metadata
         .get(metadata_text)
         .map_err(|e| RowError::new("metadata", "is not valid JSON").caused_by(e))?;
+    // Parsed from the bytes: a UUID is ASCII, so no UTF-8 check is needed first.
     let event_id = match row.get_ref(1).map_err(|e| RowError::sql("event_id", e))? {
-        ValueRef::Blob(bytes) => Uuid::from_slice(bytes).map_err(|_| {
+        ValueRef::Text(bytes) => Uuid::try_parse_ascii(bytes).map_err(|_| {
             RowError::new(
                 "event_id",
-                format!("is {} bytes long, not the 16 bytes of a UUID", bytes.len()),
+                format!(
+                    "is {:?}, which is not a UUID (ventyd's event ids are UUIDs)",
+                    String::from_utf8_lossy(bytes)
+                ),
             )
         })?,
         other => {
             return Err(RowError::new(
                 "event_id",
                 format!(
-                    "holds a value of the wrong type ({}), not the 16 bytes of a UUID",
+                    "holds a value of the wrong type ({}), not the text of a UUID",
                     other.data_type()
                 ),
             ));

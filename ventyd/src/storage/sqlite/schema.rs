@@ -11,7 +11,7 @@ use super::error::{retry_busy, sql_error};
 use crate::error::{Error, StorageError, StorageErrorKind};
 
 /// The schema version this build writes; files with a later one are refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The migrations, in order: `MIGRATIONS[n]` takes a file from schema version `n` to `n + 1`.
 /// Each runs inside the one transaction that [`migrate`] opens.
@@ -93,18 +93,72 @@ DROP TABLE checkpoints;
 
 INSERT INTO ventyd_meta (key, value) VALUES ('store_id', random() | 1);
 "#,
+    // 3: a layout a person can read with the `sqlite3` shell and write with plain SQL: event
+    // ids as the text of the UUID (`0190f3a4-...`, lowercase with hyphens, as ventyd prints
+    // them: one spelling per id, so that the unique index catches a repeat) instead of its 16
+    // bytes, and the view `events_readable` with the times as RFC 3339 text. SQLite cannot change a column's type in place, so the table is built
+    // again, positions and the AUTOINCREMENT counter kept (a position is never handed out twice).
+    r#"
+CREATE TABLE events_v3 (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT    NOT NULL UNIQUE
+        CHECK (length(event_id) = 36 AND event_id = lower(event_id)),
+    entity_name     TEXT    NOT NULL,
+    entity_id       TEXT    NOT NULL,
+    version         INTEGER NOT NULL CHECK (version >= 1),
+    event_name      TEXT    NOT NULL,
+    schema_version  INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    body            TEXT    NOT NULL,
+    metadata        TEXT,
+    checked_schema  INTEGER,
+    -- A foreign client that leaves the commit time out gets its own clock's, in milliseconds.
+    recorded_at     INTEGER NOT NULL
+        DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+    UNIQUE (entity_name, entity_id, version)
+) STRICT;
+
+INSERT INTO events_v3 (position, event_id, entity_name, entity_id, version, event_name,
+                       schema_version, created_at, body, metadata, checked_schema, recorded_at)
+SELECT position,
+       CASE WHEN typeof(event_id) = 'blob' AND length(event_id) = 16 THEN
+           lower(substr(hex(event_id), 1, 8) || '-' || substr(hex(event_id), 9, 4) || '-' ||
+                 substr(hex(event_id), 13, 4) || '-' || substr(hex(event_id), 17, 4) || '-' ||
+                 substr(hex(event_id), 21, 12))
+       ELSE event_id END,
+       entity_name, entity_id, version, event_name, schema_version, created_at, body,
+       metadata, checked_schema, recorded_at
+FROM events ORDER BY position;
+
+DELETE FROM sqlite_sequence WHERE name = 'events_v3';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'events_v3', seq FROM sqlite_sequence
+    WHERE name = 'events';
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+
+-- The times as text, for people: computed only when this view is read. (Generated columns on
+-- `events` would be computed at every insert: a tenth of a commit's work.)
+CREATE VIEW events_readable AS
+SELECT position, event_id, entity_name, entity_id, version, event_name, schema_version,
+       strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch') AS created_at,
+       strftime('%Y-%m-%dT%H:%M:%fZ', recorded_at / 1000.0, 'unixepoch') AS recorded_at,
+       body, metadata, checked_schema
+FROM events;
+"#,
 ];
 
 /// The tables ventyd creates; a file that has a table, index, view or trigger of one of these
 /// names without ventyd's version is someone else's, and is left alone. SQLite compares names
 /// without regard to ASCII case, so `EVENTS` is taken too.
-const OWN_TABLES: [&str; 6] = [
+const OWN_TABLES: [&str; 8] = [
     "ventyd_meta",
     "events",
     "snapshots",
     "views",
     "checkpoints",
     "documents",
+    "events_readable",
+    "events_v3",
 ];
 
 /// The store's identity, which its log cursors carry.

@@ -370,7 +370,9 @@ fn apply(
             places.reserve(req.events.len() - skip);
             for (i, (e, metadata)) in req.events[skip..].iter().zip(&metadata[skip..]).enumerate() {
                 insert.execute(params![
-                    &e.event_id.as_bytes()[..],
+                    e.event_id
+                        .hyphenated()
+                        .encode_lower(&mut Uuid::encode_buffer()) as &str,
                     req.entity_name,
                     req.entity_id,
                     to_sql_int(after + i as u64 + 1)?,
@@ -469,19 +471,22 @@ fn lookup(
     };
     let mut by_id = tx.prepare_cached(EVENT_BY_ID).map_err(fail)?;
     by_id
-        .query_row([&id.as_bytes()[..]], |row| {
-            Ok(Prior {
-                entity_name: Cow::Owned(row.get(1)?),
-                entity_id: Cow::Owned(row.get(2)?),
-                version: from_sql_int(row.get(3)?)?,
-                event_name: Cow::Owned(row.get(4)?),
-                body: Cow::Owned(row.get(5)?),
-                place: EventPlace::new(
-                    from_sql_int(row.get(0)?)?,
-                    Timestamp::from_millis(row.get(6)?),
-                ),
-            })
-        })
+        .query_row(
+            [&*id.hyphenated().encode_lower(&mut Uuid::encode_buffer())],
+            |row| {
+                Ok(Prior {
+                    entity_name: Cow::Owned(row.get(1)?),
+                    entity_id: Cow::Owned(row.get(2)?),
+                    version: from_sql_int(row.get(3)?)?,
+                    event_name: Cow::Owned(row.get(4)?),
+                    body: Cow::Owned(row.get(5)?),
+                    place: EventPlace::new(
+                        from_sql_int(row.get(0)?)?,
+                        Timestamp::from_millis(row.get(6)?),
+                    ),
+                })
+            },
+        )
         .optional()
         .map_err(fail)
 }
