@@ -113,7 +113,7 @@ struct RawNew {
 fn raw_events(n: usize) -> Vec<RawNew> {
     (0..n)
         .map(|i| RawNew {
-            event_id: UuidV7.event_id(),
+            event_id: UuidV7.uuid(),
             event_name: "user:name_updated",
             created_at: Timestamp::now().as_millis(),
             body: format!(r#"{{"name":"Name number {i}"}}"#),

@@ -1040,3 +1040,94 @@ fn legacy_ventyd_events_without_versions_hydrate_in_stream_order() {
         "{err}"
     );
 }
+
+/// Ids as a Ventyd service's `generateId` might make them: a prefix and a counter, not UUIDs.
+#[derive(Default)]
+struct PrefixedIds(std::sync::atomic::AtomicU64);
+
+impl ventyd::IdGenerator for PrefixedIds {
+    fn entity_id(&self) -> String {
+        format!(
+            "usr_{}",
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        )
+    }
+
+    fn event_id(&self) -> ventyd::EventId {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("evt_{n:04}_V1StGXR8").try_into().unwrap()
+    }
+}
+
+#[test]
+fn event_ids_ventyd_generates_as_any_text_load_commit_and_write_back_unchanged() {
+    use ventyd::storage::ReadRange;
+    use ventyd::{EventId, IdGenerator};
+    // Envelopes as Ventyd writes them with a custom `generateId`: a nanoid, a ULID, an upper
+    // case UUID (another id than its lowercase spelling).
+    let ids = [
+        "V1StGXR8_Z5jdHi6B-myT",
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "0190F3A4-0000-7000-8000-0000000000AA",
+    ];
+    let json = serde_json::json!([
+        {"eventId": ids[0], "eventName": "user:created", "eventCreatedAt": "2024-03-01T10:00:00Z",
+         "entityName": "user", "entityId": "ts-1", "version": 1,
+         "body": {"email": "ts@example.com"}},
+        {"eventId": ids[1], "eventName": "user:name_updated",
+         "eventCreatedAt": "2024-03-01T10:00:01Z", "entityName": "user", "entityId": "ts-1",
+         "version": 2, "body": {"name": "From TS"}},
+        {"eventId": ids[2], "eventName": "user:tagged", "eventCreatedAt": "2024-03-01T10:00:02Z",
+         "entityName": "user", "entityId": "ts-1", "version": 3, "body": {"tag": "ts"}}
+    ]);
+    let envelopes: Vec<Envelope<UserEvent>> = serde_json::from_value(json.clone()).unwrap();
+    for (e, id) in envelopes.iter().zip(ids) {
+        assert_eq!(e.event_id().to_string(), id);
+        assert_eq!(
+            e.event_id().as_uuid(),
+            None,
+            "{id} is not ventyd's UUID spelling"
+        );
+        // Written back, the id is the text it was.
+        assert_eq!(serde_json::to_value(e).unwrap()["eventId"], id);
+    }
+    let user = Entity::<User>::hydrate("ts-1", envelopes).unwrap();
+    assert_eq!(user.state().tags, ["ts"]);
+
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStorage::open(dir.path().join("ids.db"))
+            .await
+            .unwrap();
+        let repo = Repository::<User, _>::with_config(
+            store,
+            EntityConfig::default().with_ids(PrefixedIds::default()),
+        );
+        // An entity whose ids all come from the custom generator, and one created with a given id.
+        let mut mine = repo.create(alice()).unwrap();
+        mine.update_name("Ada".into()).unwrap();
+        repo.commit(&mut mine).await.unwrap();
+        let given = EventId::parse("evt_given by the caller").unwrap();
+        let mut other = repo
+            .create_with(alice(), CreateOptions::default().event_id(given.clone()))
+            .unwrap();
+        repo.commit(&mut other).await.unwrap();
+
+        let loaded = repo.find_one(mine.entity_id()).await.unwrap().unwrap();
+        assert_eq!(loaded.entity_id(), "usr_0");
+        let loaded_ids: Vec<String> = loaded.events().map(|e| e.event_id().to_string()).collect();
+        assert_eq!(loaded_ids, ["evt_0001_V1StGXR8", "evt_0002_V1StGXR8"]);
+        let stored = repo
+            .storage()
+            .read_stream("user", other.entity_id(), ReadRange::ALL)
+            .await
+            .unwrap();
+        assert_eq!(stored[0].event_id, given);
+        let again = repo.find_one(other.entity_id()).await.unwrap().unwrap();
+        assert_eq!(again.events().next().unwrap().event_id(), &given);
+        assert_eq!(
+            PrefixedIds::default().event_id().to_string(),
+            "evt_0000_V1StGXR8"
+        );
+    });
+}

@@ -20,7 +20,7 @@ fn create_applies_and_queues_the_initial_event() {
     assert_eq!(queued[0].position(), None);
     assert_eq!(queued[0].entity_id(), user.entity_id());
     // UUID v7 by default: the id carries the version nibble 7.
-    assert_eq!(queued[0].event_id().get_version_num(), 7);
+    assert_eq!(queued[0].event_id().as_uuid().unwrap().get_version_num(), 7);
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn create_takes_ids_and_time_from_options() {
     .unwrap();
     assert_eq!(user.entity_id(), "user-1");
     let e = user.events().next().unwrap();
-    assert_eq!(e.event_id(), event_id);
+    assert_eq!(*e.event_id(), event_id);
     assert_eq!(e.event_created_at(), at);
 }
 

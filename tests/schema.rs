@@ -1153,10 +1153,16 @@ fn an_envelope_with_missing_or_malformed_fields_is_rejected() {
         "{err}"
     );
 
+    // Any non-empty text is an event id (Ventyd's generateId may make any); empty text and
+    // other JSON types are not.
     let mut json = good_envelope();
-    json["eventId"] = json!("not-a-uuid");
+    json["eventId"] = json!("");
     let err = decode_error(json);
-    assert!(err.contains("UUID"), "{err}");
+    assert!(err.contains("an event id must not be empty"), "{err}");
+    let mut json = good_envelope();
+    json["eventId"] = json!(7);
+    let err = decode_error(json);
+    assert!(err.contains("an event id (non-empty text)"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -984,7 +984,7 @@ fn write_v1_file(path: &Path) {
              schema_version, created_at, body, metadata, checked_schema) \
              VALUES (?1, 'user', ?2, ?3, ?4, 1, ?5, ?6, ?7, NULL)",
             rusqlite::params![
-                &UuidV7.event_id().as_bytes()[..],
+                &UuidV7.uuid().as_bytes()[..],
                 id,
                 version,
                 name,
@@ -1163,6 +1163,168 @@ fn a_version_1_file_is_migrated_in_place() {
             [3, 4, 5],
             "a cursor read after the migration resumes after reopening"
         );
+    });
+}
+
+// ---- migrating a file of schema version 3 ----
+
+/// The events table and view a ventyd of schema version 3 created (the third migration of
+/// `ventyd/src/storage/sqlite/schema.rs`, copied as the fixture of what such a build wrote), with
+/// the tables of versions 1 and 2 that it kept.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE ventyd_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE documents (
+    collection TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    revision   INTEGER NOT NULL CHECK (revision >= 1),
+    body       TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (collection, key)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE events (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT    NOT NULL UNIQUE
+        CHECK (length(event_id) = 36 AND event_id = lower(event_id)),
+    entity_name     TEXT    NOT NULL,
+    entity_id       TEXT    NOT NULL,
+    version         INTEGER NOT NULL CHECK (version >= 1),
+    event_name      TEXT    NOT NULL,
+    schema_version  INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    body            TEXT    NOT NULL,
+    metadata        TEXT,
+    checked_schema  INTEGER,
+    recorded_at     INTEGER NOT NULL
+        DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+    UNIQUE (entity_name, entity_id, version)
+) STRICT;
+
+CREATE VIEW events_readable AS
+SELECT position, event_id, entity_name, entity_id, version, event_name, schema_version,
+       strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch') AS created_at,
+       strftime('%Y-%m-%dT%H:%M:%fZ', recorded_at / 1000.0, 'unixepoch') AS recorded_at,
+       body, metadata, checked_schema
+FROM events;
+
+INSERT INTO ventyd_meta VALUES ('schema_version', 3), ('store_id', 77);
+"#;
+
+#[test]
+fn a_version_3_file_takes_event_ids_of_any_text_after_its_migration() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        let ids = [UuidV7.event_id(), UuidV7.event_id()];
+        {
+            let conn = raw(&path);
+            conn.execute_batch(SCHEMA_V3).unwrap();
+            for (i, (id, body)) in ids
+                .iter()
+                .zip([r#"{"email":"v3@example.com"}"#, r#"{"name":"Three"}"#])
+                .enumerate()
+            {
+                let name = ["user:created", "user:name_updated"][i];
+                conn.execute(
+                    "INSERT INTO events (event_id, entity_name, entity_id, version, event_name, \
+                     schema_version, created_at, body, recorded_at) \
+                     VALUES (?1, 'user', 'u-3', ?2, ?3, 1, ?4, ?5, ?4)",
+                    rusqlite::params![
+                        id.to_string(),
+                        i as i64 + 1,
+                        name,
+                        V1_EPOCH + i as i64,
+                        body
+                    ],
+                )
+                .unwrap();
+            }
+            // Positions 3 to 20 were handed out and rolled back.
+            conn.execute(
+                "UPDATE sqlite_sequence SET seq = 20 WHERE name = 'events'",
+                [],
+            )
+            .unwrap();
+            // The fixture is what version 3 enforced: an id that is not a UUID's text is refused.
+            let refused = conn.execute(
+                "INSERT INTO events (event_id, entity_name, entity_id, version, event_name, \
+                 schema_version, created_at, body) \
+                 VALUES ('evt_1', 'user', 'u-4', 1, 'user:created', 1, 0, '{}')",
+                [],
+            );
+            assert!(refused.is_err(), "the v3 fixture lacks its CHECK");
+        }
+
+        let store = SqliteStorage::open(&path).await.unwrap();
+        assert_eq!(
+            meta(&path, "schema_version"),
+            Some(i64::from(SCHEMA_VERSION))
+        );
+        assert_eq!(
+            meta(&path, "store_id"),
+            Some(77),
+            "the store keeps its identity"
+        );
+
+        // The old events keep their positions and ids, and load.
+        let log = log_events(&store).await;
+        assert_eq!(
+            log.iter()
+                .map(|e| (e.position, e.event_id.clone()))
+                .collect::<Vec<_>>(),
+            [(1, ids[0].clone()), (2, ids[1].clone())]
+        );
+        let repo = Repository::<User, _>::new(store.clone());
+        let mut user = repo.find_one("u-3").await.unwrap().expect("u-3 loads");
+        assert_eq!(user.state().name.as_deref(), Some("Three"));
+
+        // A foreign client writes an event whose id is not a UUID, with plain SQL; ventyd
+        // reads it, and the position counter did not go back.
+        raw(&path)
+            .execute(
+                "INSERT INTO events (event_id, entity_name, entity_id, version, event_name, \
+                 schema_version, created_at, body) \
+                 VALUES ('evt_V1StGXR8_Z5jdHi6B', 'user', 'u-3', 3, 'user:name_updated', 1, \
+                 1700000000000, '{\"name\":\"Foreign\"}')",
+                [],
+            )
+            .unwrap();
+        let log = log_events(&store).await;
+        assert_eq!(log[2].position, 21);
+        assert_eq!(log[2].event_id.to_string(), "evt_V1StGXR8_Z5jdHi6B");
+        assert_eq!(log[2].event_id.as_uuid(), None);
+        user = repo.find_one("u-3").await.unwrap().unwrap();
+        assert_eq!(user.state().name.as_deref(), Some("Foreign"));
+        assert_eq!(
+            user.events().last().unwrap().event_id().to_string(),
+            "evt_V1StGXR8_Z5jdHi6B"
+        );
+        user.update_name("Native".into()).unwrap();
+        let committed = repo.commit(&mut user).await.unwrap();
+        assert_eq!(committed.last_position, Some(22));
+
+        // The view is back, over the new table; an empty id is still refused.
+        let conn = raw(&path);
+        let readable: String = conn
+            .query_row(
+                "SELECT event_id FROM events_readable WHERE position = 21",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(readable, "evt_V1StGXR8_Z5jdHi6B");
+        let empty = conn.execute(
+            "INSERT INTO events (event_id, entity_name, entity_id, version, event_name, \
+             schema_version, created_at, body) \
+             VALUES ('', 'user', 'u-5', 1, 'user:created', 1, 0, '{}')",
+            [],
+        );
+        assert!(empty.is_err(), "an empty event id was stored");
+        assert_eq!(tables(&path), ["documents", "events", "ventyd_meta"]);
     });
 }
 
@@ -1606,14 +1768,15 @@ fn a_row_with_a_schema_version_out_of_range_leaves_the_log_readable() {
 }
 
 #[test]
-fn a_row_whose_event_id_is_not_a_uuid_leaves_the_log_readable() {
+fn a_row_whose_event_id_is_empty_leaves_the_log_readable() {
+    // Any non-empty text is an event id (another writer's, say); an empty one is not.
     one_corrupt_row_leaves_the_log_readable(
-        "UPDATE events SET event_id = 'not-a-uuid' WHERE position = 3",
+        "UPDATE events SET event_id = '' WHERE position = 3",
         &[
             "cannot be read",
             "counter \"c\"",
-            "event_id is \"not-a-uuid\"",
-            "not a UUID",
+            "event_id",
+            "must not be empty",
         ],
     );
 }
@@ -1687,7 +1850,7 @@ fn expected_versions_replays_and_reused_ids() {
 
         // A stored id later in a new append, or an id twice in one append: nothing is stored.
         let mut reused = counter(2);
-        reused[1].event_id = first[0].event_id;
+        reused[1].event_id = first[0].event_id.clone();
         let err = append(&store, "counter", "c", ExpectedVersion::NoStream, &reused)
             .await
             .unwrap_err();
@@ -1696,7 +1859,7 @@ fn expected_versions_replays_and_reused_ids() {
             &["already stored", &first[0].event_id.to_string()],
         );
         let mut twice = counter(2);
-        twice[1].event_id = twice[0].event_id;
+        twice[1].event_id = twice[0].event_id.clone();
         let err = append(&store, "counter", "c", ExpectedVersion::NoStream, &twice)
             .await
             .unwrap_err();
@@ -2448,13 +2611,13 @@ fn the_sqlite3_shell_reads_what_ventyd_wrote() {
         assert_eq!(rows[2]["tag"], "t0");
         assert_eq!(rows[11]["tag"], "t9");
 
-        // And a foreign client writes an event with plain SQL (the text id, times in
-        // milliseconds), which ventyd then loads.
+        // And a foreign client writes an event with plain SQL (an id of its own making, as in
+        // docs/adapters.md; times in milliseconds), which ventyd then loads.
         let written = sqlite3_json(
             &path,
             "INSERT INTO events (event_id, entity_name, entity_id, version, event_name, \
              schema_version, created_at, body, recorded_at) \
-             VALUES ('0190f3a4-5b6c-7d8e-9f00-112233445566', 'user', 'from-the-shell', 1, \
+             VALUES ('evt_V1StGXR8_Z5jdHi6B', 'user', 'from-the-shell', 1, \
              'user:created', 1, 1733270400000, '{\"email\":\"shell@example.com\"}', \
              1733270400000) RETURNING position",
         );
@@ -2468,10 +2631,7 @@ fn the_sqlite3_shell_reads_what_ventyd_wrote() {
         let from_shell = repo.find_one("from-the-shell").await.unwrap().unwrap();
         assert_eq!(from_shell.state().email, "shell@example.com");
         let first = from_shell.events().next().unwrap();
-        assert_eq!(
-            first.event_id().to_string(),
-            "0190f3a4-5b6c-7d8e-9f00-112233445566"
-        );
+        assert_eq!(first.event_id().to_string(), "evt_V1StGXR8_Z5jdHi6B");
         assert_eq!(first.position(), written[0]["position"].as_u64());
 
         let documents = sqlite3_json(

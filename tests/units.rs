@@ -512,8 +512,8 @@ async fn cancelled_commits_lose_and_duplicate_nothing<S: Storage>(store: S, roun
         .read_stream("account", a.entity_id(), ReadRange::ALL)
         .await
         .unwrap();
-    let ids: Vec<_> = stored.iter().map(|e| e.event_id).collect();
-    let mine: Vec<_> = a.events().map(|e| e.event_id()).collect();
+    let ids: Vec<_> = stored.iter().map(|e| e.event_id.clone()).collect();
+    let mine: Vec<_> = a.events().map(|e| e.event_id().clone()).collect();
     assert_eq!(
         ids, mine,
         "the store holds exactly the entity's events, in order"

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
+use crate::event_id::EventId;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::aggregate::{IntoEvents, Reducer};
 use crate::envelope::{Envelope, decode_error, decode_stored};
@@ -102,7 +102,7 @@ pub struct CreateOptions {
     /// The entity id; generated when absent.
     pub entity_id: Option<String>,
     /// The initial event's id; generated when absent.
-    pub event_id: Option<Uuid>,
+    pub event_id: Option<EventId>,
     /// The initial event's creation time; the clock's time when absent.
     pub event_created_at: Option<Timestamp>,
 }
@@ -115,8 +115,8 @@ impl CreateOptions {
     }
 
     /// Sets the initial event's id.
-    pub fn event_id(mut self, id: Uuid) -> Self {
-        self.event_id = Some(id);
+    pub fn event_id(mut self, id: impl Into<EventId>) -> Self {
+        self.event_id = Some(id.into());
         self
     }
 

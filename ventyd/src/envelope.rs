@@ -2,17 +2,16 @@
 
 use std::sync::{Arc, LazyLock};
 
-use serde::ser::SerializeStruct;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
-use uuid::Uuid;
-
 use crate::error::{DecodeError, DecodeReason, Error};
 use crate::event::LoadValidation;
 use crate::event::{Event, decode_event, encode_body};
+use crate::event_id::EventId;
 use crate::metadata::Metadata;
 use crate::record::{EventRef, StoredEvent};
 use crate::time::Timestamp;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 static EMPTY_METADATA: LazyLock<Metadata> = LazyLock::new(Metadata::default);
 
@@ -23,7 +22,7 @@ static EMPTY_METADATA: LazyLock<Metadata> = LazyLock::new(Metadata::default);
 /// committed), `schemaVersion` and `metadata` (when not empty).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope<E> {
-    pub(crate) event_id: Uuid,
+    pub(crate) event_id: EventId,
     pub(crate) event_created_at: Timestamp,
     pub(crate) entity_id: Arc<str>,
     pub(crate) version: u64,
@@ -35,9 +34,10 @@ pub struct Envelope<E> {
 }
 
 impl<E: Event> Envelope<E> {
-    /// The event id (UUID v7 by default).
-    pub fn event_id(&self) -> Uuid {
-        self.event_id
+    /// The event id: a UUID v7 for the events ventyd makes, any non-empty text for an event
+    /// another writer made.
+    pub fn event_id(&self) -> &EventId {
+        &self.event_id
     }
 
     /// The full event name (`"user:created"`).
@@ -168,7 +168,7 @@ pub(crate) fn decode_stored<E: Event, T>(
     }
     .map_err(|e| decode_error(stored, DecodeReason::Body(e)))?;
     let envelope = Envelope {
-        event_id: stored.event_id,
+        event_id: stored.event_id.clone(),
         event_created_at: stored.event_created_at,
         entity_id: entity_id.clone(),
         version: stored.version,
@@ -274,7 +274,7 @@ impl<E: Event> Serialize for Envelope<E> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawEnvelope {
-    event_id: Uuid,
+    event_id: EventId,
     event_name: String,
     event_created_at: Timestamp,
     entity_name: String,

@@ -5,15 +5,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
+use crate::event_id::EventId;
+
 /// Makes new entity ids and event ids. The default, [`UuidV7`], makes ids that sort by time.
+///
+/// An event id may be any non-empty text ([`EventId`]), as Ventyd's `generateId` may return any
+/// string; ids that are UUIDs in their lowercase hyphenated form cost the least to store and
+/// compare.
 pub trait IdGenerator: Send + Sync + 'static {
     /// A new entity id.
     fn entity_id(&self) -> String {
         self.event_id().to_string()
     }
 
-    /// A new event id.
-    fn event_id(&self) -> Uuid;
+    /// A new event id, never one made before.
+    fn event_id(&self) -> EventId;
 }
 
 /// UUID version 7 ids (RFC 9562), the default: they sort by creation time, and ids made in one
@@ -27,10 +33,13 @@ pub trait IdGenerator: Send + Sync + 'static {
 /// ```
 /// use ventyd::{IdGenerator, UuidV7};
 ///
-/// let a = UuidV7.event_id();
-/// let b = UuidV7.event_id();
+/// let a = UuidV7.uuid();
+/// let b = UuidV7.uuid();
 /// assert_eq!(a.get_version_num(), 7);
 /// assert!(a < b);
+/// // As an event id, in the text ventyd writes.
+/// let id = UuidV7.event_id();
+/// assert_eq!(id.as_uuid().map(|u| u.get_version_num()), Some(7));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UuidV7;
@@ -83,13 +92,20 @@ pub(crate) fn random_u64() -> u64 {
     })
 }
 
-impl IdGenerator for UuidV7 {
-    fn event_id(&self) -> Uuid {
+impl UuidV7 {
+    /// A new UUID v7, later than every one this process made before.
+    pub fn uuid(&self) -> Uuid {
         let ts_counter = u128::from(Self::next_timestamp());
         let ms = ts_counter >> 12;
         let counter = ts_counter & 0xFFF;
         let random = u128::from(random_u64() & 0x3FFF_FFFF_FFFF_FFFF);
         Uuid::from_u128((ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | random)
+    }
+}
+
+impl IdGenerator for UuidV7 {
+    fn event_id(&self) -> EventId {
+        EventId::from(self.uuid())
     }
 }
 
@@ -106,9 +122,11 @@ impl IdGenerator for UuidV7 {
 pub struct SequentialIds(std::sync::atomic::AtomicU64);
 
 impl IdGenerator for SequentialIds {
-    fn event_id(&self) -> Uuid {
+    fn event_id(&self) -> EventId {
         let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0000 | u128::from(n))
+        EventId::from(Uuid::from_u128(
+            0x0000_0000_0000_7000_8000_0000_0000_0000 | u128::from(n),
+        ))
     }
 }
 
@@ -119,7 +137,7 @@ mod tests {
     #[test]
     fn v7_ids_have_version_variant_time_and_order() {
         let before = crate::time::Timestamp::now().as_millis() as u128;
-        let ids: Vec<Uuid> = (0..10_000).map(|_| UuidV7.event_id()).collect();
+        let ids: Vec<Uuid> = (0..10_000).map(|_| UuidV7.uuid()).collect();
         for w in ids.windows(2) {
             assert!(w[0] < w[1], "{} !< {}", w[0], w[1]);
         }
@@ -136,9 +154,7 @@ mod tests {
     #[test]
     fn ids_from_many_threads_are_unique() {
         let handles: Vec<_> = (0..4)
-            .map(|_| {
-                std::thread::spawn(|| (0..5_000).map(|_| UuidV7.event_id()).collect::<Vec<_>>())
-            })
+            .map(|_| std::thread::spawn(|| (0..5_000).map(|_| UuidV7.uuid()).collect::<Vec<_>>()))
             .collect();
         let mut all = std::collections::HashSet::new();
         for h in handles {

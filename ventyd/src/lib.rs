@@ -10,6 +10,7 @@ mod entity;
 mod envelope;
 mod error;
 mod event;
+mod event_id;
 mod id;
 mod metadata;
 mod record;
@@ -34,6 +35,7 @@ pub use error::{
     StorageErrorKind, ValidationError, Violation,
 };
 pub use event::{Event, EventSchema, EventSchemas, LoadValidation, contains_name};
+pub use event_id::{EventId, InvalidEventId};
 pub use id::{IdGenerator, SequentialIds, UuidV7};
 pub use metadata::Metadata;
 pub use repository::{Batch, BatchCommitted, Committed, Repository, RetryPolicy};

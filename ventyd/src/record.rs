@@ -4,9 +4,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use crate::error::Error;
+use crate::event_id::EventId;
 use crate::metadata::Metadata;
 use crate::time::Timestamp;
 
@@ -22,7 +21,7 @@ pub struct StoredEvent {
     /// gaps.
     pub position: u64,
     /// The event id.
-    pub event_id: Uuid,
+    pub event_id: EventId,
     /// The full event name.
     pub event_name: String,
     /// The entity name.
@@ -53,7 +52,7 @@ impl StoredEvent {
     pub fn as_event_ref(&self) -> EventRef<'_> {
         EventRef {
             position: self.position,
-            event_id: self.event_id,
+            event_id: &self.event_id,
             event_name: &self.event_name,
             entity_name: &self.entity_name,
             entity_id: &self.entity_id,
@@ -81,7 +80,7 @@ impl StoredEvent {
 #[allow(missing_docs)]
 pub struct EventRef<'a> {
     pub position: u64,
-    pub event_id: Uuid,
+    pub event_id: &'a EventId,
     pub event_name: &'a str,
     pub entity_name: &'a str,
     pub entity_id: &'a str,
@@ -99,7 +98,7 @@ impl EventRef<'_> {
     pub fn to_stored(&self) -> StoredEvent {
         StoredEvent {
             position: self.position,
-            event_id: self.event_id,
+            event_id: self.event_id.clone(),
             event_name: self.event_name.to_owned(),
             entity_name: self.entity_name.to_owned(),
             entity_id: self.entity_id.to_owned(),
@@ -148,7 +147,7 @@ impl EventVisitor for CollectEvents {
 pub struct NewEvent {
     /// The event id; appending an id that is already stored in the same place is a no-op (see
     /// [`Storage`](crate::storage::Storage) on retries).
-    pub event_id: Uuid,
+    pub event_id: EventId,
     /// The full event name.
     pub event_name: Cow<'static, str>,
     /// The schema version of the body.
@@ -176,12 +175,12 @@ impl NewEvent {
     /// assert_eq!(e.checked_schema, None);
     /// ```
     pub fn new(
-        event_id: Uuid,
+        event_id: impl Into<EventId>,
         event_name: impl Into<Cow<'static, str>>,
         body: impl Into<String>,
     ) -> Self {
         NewEvent {
-            event_id,
+            event_id: event_id.into(),
             event_name: event_name.into(),
             schema_version: 1,
             event_created_at: Timestamp::now(),

@@ -377,7 +377,7 @@ fn new_events<A: Reducer>(entity: &Entity<A>, metadata: &Option<Arc<Metadata>>) 
         .queue()
         .iter()
         .map(|q| NewEvent {
-            event_id: q.envelope.event_id,
+            event_id: q.envelope.event_id.clone(),
             event_name: Cow::Borrowed(q.envelope.event.event_name()),
             schema_version: q.envelope.schema_version,
             event_created_at: q.envelope.event_created_at,

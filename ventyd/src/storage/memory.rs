@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, ready};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use uuid::Uuid;
+use crate::event_id::EventId;
 
 use super::{
     AppendOutcome, CommitOutcome, Document, DocumentOp, DocumentPage, DocumentRange, EventPlace,
@@ -37,7 +37,7 @@ struct Inner {
     /// entity name -> entity id -> indexes into `log`, in version order.
     streams: HashMap<String, HashMap<String, Vec<usize>>>,
     /// event id -> index into `log`.
-    ids: HashMap<Uuid, usize>,
+    ids: HashMap<EventId, usize>,
     /// collection -> key -> document.
     documents: HashMap<String, BTreeMap<String, Document>>,
     /// The commit time of the last commit, which later commits never go below.
@@ -157,7 +157,7 @@ impl MemoryStorage {
                 let position = index as u64 + 1;
                 log.push(Arc::new(StoredEvent {
                     position,
-                    event_id: e.event_id,
+                    event_id: e.event_id.clone(),
                     event_name: e.event_name.clone().into_owned(),
                     entity_name: req.entity_name.to_owned(),
                     entity_id: req.entity_id.to_owned(),
@@ -170,7 +170,7 @@ impl MemoryStorage {
                     checked_schema: e.checked_schema,
                 }));
                 stream.push(index);
-                ids.insert(e.event_id, index);
+                ids.insert(e.event_id.clone(), index);
                 places.push(EventPlace::new(position, recorded_at));
             }
             appends.push(AppendOutcome::new(

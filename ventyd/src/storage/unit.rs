@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use uuid::Uuid;
+use crate::event_id::EventId;
 
 use crate::error::{Error, StorageError};
 use crate::metadata::Metadata;
@@ -238,7 +238,7 @@ impl<'a> UnitOfWork<'a> {
         }
         let single = self.appends.len() == 1 && self.documents.is_empty();
         let mut streams = HashSet::new();
-        let mut ids: HashSet<Uuid> = HashSet::new();
+        let mut ids: HashSet<EventId> = HashSet::new();
         // The events of one commit share one metadata `Arc`: it is checked once.
         let mut checked: Option<&Arc<Metadata>> = None;
         for a in &self.appends {
@@ -279,7 +279,7 @@ impl<'a> UnitOfWork<'a> {
                     checked = Some(m);
                 }
                 // A unit of one event cannot repeat an id: no set is built for it.
-                let fresh = (single && a.events.len() == 1) || ids.insert(e.event_id);
+                let fresh = (single && a.events.len() == 1) || ids.insert(e.event_id.clone());
                 if !fresh {
                     return Err(StorageError::invalid(format!(
                         "event id {} appears twice in the unit of work (in {}); an event id may be used once",
@@ -494,7 +494,7 @@ pub(crate) fn same_body(stored: &str, sent: &str) -> bool {
 /// content, is refused; so is any event id after the stored prefix that is stored at all.
 pub(crate) fn settle<'s>(
     req: &AppendRequest<'_>,
-    mut lookup: impl FnMut(&Uuid) -> Result<Option<Prior<'s>>, Error>,
+    mut lookup: impl FnMut(&EventId) -> Result<Option<Prior<'s>>, Error>,
 ) -> Result<Settled, Error> {
     let mut first_version = 0;
     let mut events = Vec::new();
@@ -549,7 +549,7 @@ pub(crate) fn settle<'s>(
 }
 
 /// The error for an event id of `req` that is already stored elsewhere: `held` says where.
-fn id_reused(req: &AppendRequest<'_>, event_id: &Uuid, held: (&str, &str, u64)) -> Error {
+fn id_reused(req: &AppendRequest<'_>, event_id: &EventId, held: (&str, &str, u64)) -> Error {
     StorageError::invalid(format!(
         "cannot append to {}: event id {event_id} is already stored in {} {:?} at version {}; an event id may be used once",
         req.stream(),

@@ -140,11 +140,11 @@ pub async fn concurrent_appends_with_any_are_all_stored<S: Storage + Clone>(stor
             })
         })
         .collect();
-    let mut by_id: HashMap<Uuid, (usize, usize, u64)> = HashMap::new();
+    let mut by_id: HashMap<EventId, (usize, usize, u64)> = HashMap::new();
     for (t, h) in handles.into_iter().enumerate() {
         let (events, versions) = join(h).await;
         for (k, (e, v)) in events.iter().zip(versions).enumerate() {
-            by_id.insert(e.event_id, (t, k, v));
+            by_id.insert(e.event_id.clone(), (t, k, v));
         }
     }
     check_contended_stream(store, &id, &by_id, TASKS * EACH).await;
@@ -155,7 +155,7 @@ pub async fn concurrent_appends_with_any_are_all_stored<S: Storage + Clone>(stor
 async fn check_contended_stream<S: Storage>(
     store: &S,
     id: &str,
-    by_id: &HashMap<Uuid, (usize, usize, u64)>,
+    by_id: &HashMap<EventId, (usize, usize, u64)>,
     total: usize,
 ) {
     let stored = read(store, (ENTITY, id)).await;
@@ -174,7 +174,7 @@ async fn check_contended_stream<S: Storage>(
             "versions must be gapless under contention"
         );
         assert!(
-            seen.insert(e.event_id),
+            seen.insert(e.event_id.clone()),
             "event {} is stored twice",
             e.event_id
         );
@@ -223,7 +223,7 @@ pub async fn concurrent_appends_to_many_streams_lose_nothing<S: Storage + Clone>
             tokio::spawn(async move {
                 let ids: Vec<String> = (0..STREAMS).map(|s| format!("{run}/{t}/{s}")).collect();
                 let mut sent: Vec<Vec<NewEvent>> = vec![Vec::new(); STREAMS];
-                let mut positions: Vec<(Uuid, u64)> = Vec::new();
+                let mut positions: Vec<(EventId, u64)> = Vec::new();
                 barrier.wait().await;
                 for round in 0..ROUNDS {
                     let s = round % STREAMS;
@@ -315,11 +315,11 @@ pub async fn concurrent_retry_loops_lose_and_duplicate_nothing<S: Storage + Clon
             })
         })
         .collect();
-    let mut by_id: HashMap<Uuid, (usize, usize, u64)> = HashMap::new();
+    let mut by_id: HashMap<EventId, (usize, usize, u64)> = HashMap::new();
     for (t, h) in handles.into_iter().enumerate() {
         let (events, versions) = join(h).await;
         for (k, (e, v)) in events.iter().zip(versions).enumerate() {
-            by_id.insert(e.event_id, (t, k, v));
+            by_id.insert(e.event_id.clone(), (t, k, v));
         }
     }
     check_contended_stream(store, &id, &by_id, TASKS * EACH).await;

@@ -434,7 +434,7 @@ pub async fn document_bodies_round_trip_as_the_same_json<S: Storage>(store: &S) 
 /// out. Keys are entity ids and view keys that come from users.
 pub async fn document_keys_are_compared_exactly<S: Storage>(store: &S) {
     let collection = unique_name("keys");
-    let u = UuidV7.event_id().simple().to_string();
+    let u = UuidV7.uuid().simple().to_string();
     let base = format!("Key-{u}");
     let keys = [
         base.clone(),

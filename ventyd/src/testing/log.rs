@@ -107,7 +107,7 @@ pub async fn resuming_from_an_entry_cursor_returns_the_rest<S: Storage>(store: &
         .await;
         expected.extend(pairs(&batch, &outcome));
     }
-    let ids: HashSet<Uuid> = expected.iter().map(|(id, _)| *id).collect();
+    let ids: HashSet<EventId> = expected.iter().map(|(id, _)| id.clone()).collect();
     let logged = scan_log(
         store,
         "collecting cursors",
@@ -131,7 +131,7 @@ pub async fn resuming_from_an_entry_cursor_returns_the_rest<S: Storage>(store: &
         .await;
     }
     let last = logged.last().expect("events").cursor;
-    let all: Vec<Uuid> = expected.iter().map(|(id, _)| *id).collect();
+    let all: Vec<EventId> = expected.iter().map(|(id, _)| id.clone()).collect();
     check_absent_from_log(store, "from the cursor of the last event", last, &all).await;
 }
 
@@ -235,7 +235,7 @@ pub async fn a_saved_cursor_resumes_at_the_same_place<S: Storage>(store: &S) {
     let events = numbered(&id, 0, 6);
     let outcome = append_ok(store, (ENTITY, &id), ExpectedVersion::NoStream, &events).await;
     let expected = pairs(&events, &outcome);
-    let ids: HashSet<Uuid> = ids_of(&events).into_iter().collect();
+    let ids: HashSet<EventId> = ids_of(&events).into_iter().collect();
     let logged = scan_log(
         store,
         "collecting cursors",
@@ -301,7 +301,7 @@ pub async fn a_damaged_cursor_fails_to_parse<S: Storage>(store: &S) {
     let events = numbered(&id, 0, 1);
     let from = head(store).await;
     append_ok(store, (ENTITY, &id), ExpectedVersion::NoStream, &events).await;
-    let ids: HashSet<Uuid> = ids_of(&events).into_iter().collect();
+    let ids: HashSet<EventId> = ids_of(&events).into_iter().collect();
     let logged = scan_log(
         store,
         "finding the event",
@@ -358,7 +358,7 @@ pub async fn a_cursor_of_another_store_is_refused<S: Storage>(store: &S) {
     let events = numbered(&id, 0, 1);
     let from = head(store).await;
     append_ok(store, (ENTITY, &id), ExpectedVersion::NoStream, &events).await;
-    let ids: HashSet<Uuid> = ids_of(&events).into_iter().collect();
+    let ids: HashSet<EventId> = ids_of(&events).into_iter().collect();
     let logged = scan_log(
         store,
         "finding the event",
@@ -420,16 +420,30 @@ pub async fn a_filtered_read_returns_only_matching_events<S: Storage>(store: &S)
     let mut written = Vec::new();
     for (name, id, events) in &plan {
         let outcome = append_ok(store, (name, id), ExpectedVersion::Any, events).await;
-        written.push(pairs(events, &outcome)[0]);
+        written.push(pairs(events, &outcome)[0].clone());
     }
-    let [a, b, c, d, e] = [written[0], written[1], written[2], written[3], written[4]];
+    let [a, b, c, d, e] = [
+        written[0].clone(),
+        written[1].clone(),
+        written[2].clone(),
+        written[3].clone(),
+        written[4].clone(),
+    ];
     for (what, filter, expected) in [
-        ("entity x", LogFilter::all().entity_name(&x), vec![a, d]),
-        ("entity y", LogFilter::all().entity_name(&y), vec![b, c, e]),
+        (
+            "entity x",
+            LogFilter::all().entity_name(&x),
+            vec![a.clone(), d.clone()],
+        ),
+        (
+            "entity y",
+            LogFilter::all().entity_name(&y),
+            vec![b.clone(), c, e],
+        ),
         (
             "the picked event",
             LogFilter::all().event_name(&picked),
-            vec![b],
+            vec![b.clone()],
         ),
         (
             "entity x or the picked event",
@@ -450,7 +464,7 @@ pub async fn a_filtered_read_returns_only_matching_events<S: Storage>(store: &S)
                 expected,
                 "{ctx}: only the matching events, in log order"
             );
-            let all: Vec<Uuid> = written.iter().map(|(id, _)| *id).collect();
+            let all: Vec<EventId> = written.iter().map(|(id, _)| id.clone()).collect();
             check_absent_from_log(
                 store,
                 &format!("{ctx}: from the cursor after it"),

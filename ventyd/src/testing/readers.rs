@@ -160,7 +160,7 @@ pub async fn a_log_reader_sees_every_event_once_while_writers_commit<S: Storage 
                     .map(|_| unique_id(&format!("log-reader-{t}")))
                     .collect();
                 let mut versions = [0u64; STREAMS];
-                let mut sent: Vec<(Uuid, String, u64)> = Vec::new();
+                let mut sent: Vec<(EventId, String, u64)> = Vec::new();
                 for c in 0..COMMITS {
                     let s = c % STREAMS;
                     let batch = numbered(&ids[s], versions[s] as usize, c % 2 + 1);
@@ -173,7 +173,7 @@ pub async fn a_log_reader_sees_every_event_once_while_writers_commit<S: Storage 
                     .await;
                     for e in &batch {
                         versions[s] += 1;
-                        sent.push((e.event_id, ids[s].clone(), versions[s]));
+                        sent.push((e.event_id.clone(), ids[s].clone(), versions[s]));
                     }
                     tokio::task::yield_now().await;
                 }
@@ -201,7 +201,7 @@ pub async fn a_log_reader_sees_every_event_once_while_writers_commit<S: Storage 
             }
         })
     };
-    let mut sent: HashMap<Uuid, (String, u64)> = HashMap::new();
+    let mut sent: HashMap<EventId, (String, u64)> = HashMap::new();
     join(decoy).await;
     for w in writers {
         for (event_id, stream, version) in join(w).await {
@@ -214,7 +214,7 @@ pub async fn a_log_reader_sees_every_event_once_while_writers_commit<S: Storage 
     let mut next_version: HashMap<&str, u64> = HashMap::new();
     for e in &seen {
         assert!(
-            once.insert(e.event_id),
+            once.insert(e.event_id.clone()),
             "the reader saw event {} twice (version {} of {:?})",
             e.event_id,
             e.version,

@@ -198,7 +198,7 @@ pub(super) async fn scan_log<S: Storage>(
     store: &S,
     ctx: &str,
     request: LogRequest,
-    ids: &HashSet<Uuid>,
+    ids: &HashSet<EventId>,
 ) -> Vec<Logged> {
     let mut request = request;
     let limit = request.limit;
@@ -239,7 +239,7 @@ pub(super) async fn scan_log<S: Storage>(
             );
             if ids.contains(&event.event_id) {
                 assert!(
-                    seen.insert(event.event_id),
+                    seen.insert(event.event_id.clone()),
                     "{ctx}: event {} appears twice in the log (paging by {limit})",
                     event.event_id
                 );
@@ -264,13 +264,13 @@ pub(super) async fn check_log<S: Storage>(
     ctx: &str,
     from: LogCursor,
     limit: usize,
-    expected: &[(Uuid, u64)],
+    expected: &[(EventId, u64)],
 ) {
-    let ids: HashSet<Uuid> = expected.iter().map(|(id, _)| *id).collect();
+    let ids: HashSet<EventId> = expected.iter().map(|(id, _)| id.clone()).collect();
     let found = scan_log(store, ctx, LogRequest::new(from, limit), &ids).await;
-    let found: Vec<(Uuid, u64)> = found
+    let found: Vec<(EventId, u64)> = found
         .iter()
-        .map(|l| (l.event.event_id, l.event.position))
+        .map(|l| (l.event.event_id.clone(), l.event.position))
         .collect();
     assert_eq!(
         found, expected,
@@ -283,16 +283,20 @@ pub(super) async fn check_absent_from_log<S: Storage>(
     store: &S,
     ctx: &str,
     from: LogCursor,
-    ids: &[Uuid],
+    ids: &[EventId],
 ) {
-    let ids: HashSet<Uuid> = ids.iter().copied().collect();
+    let ids: HashSet<EventId> = ids.iter().cloned().collect();
     let found = scan_log(store, ctx, LogRequest::new(from, LARGE), &ids).await;
     assert!(
         found.is_empty(),
         "{ctx}: events of a rejected write are in the log: {:?}",
         found
             .iter()
-            .map(|l| (l.event.event_id, &l.event.entity_id, l.event.version))
+            .map(|l| (
+                l.event.event_id.clone(),
+                &l.event.entity_id,
+                l.event.version
+            ))
             .collect::<Vec<_>>()
     );
 }
@@ -352,15 +356,18 @@ pub(super) async fn read_to_head<S: Storage>(
     panic!("{ctx}: the log did not reach its head in {MAX_PAGES} pages")
 }
 
-pub(super) fn ids_and_positions(events: &[Arc<StoredEvent>]) -> Vec<(Uuid, u64)> {
-    events.iter().map(|e| (e.event_id, e.position)).collect()
+pub(super) fn ids_and_positions(events: &[Arc<StoredEvent>]) -> Vec<(EventId, u64)> {
+    events
+        .iter()
+        .map(|e| (e.event_id.clone(), e.position))
+        .collect()
 }
 
 /// The events' ids paired with the positions an outcome reported for them.
-pub(super) fn pairs(events: &[NewEvent], outcome: &AppendOutcome) -> Vec<(Uuid, u64)> {
+pub(super) fn pairs(events: &[NewEvent], outcome: &AppendOutcome) -> Vec<(EventId, u64)> {
     events
         .iter()
-        .map(|e| e.event_id)
+        .map(|e| e.event_id.clone())
         .zip(outcome.positions())
         .collect()
 }

@@ -31,10 +31,10 @@ async fn assert_refused<S: Storage>(
             "{ctx}: a refused unit must write no document ({key:?} of {collection:?})"
         );
     }
-    let ids: Vec<Uuid> = unit
+    let ids: Vec<EventId> = unit
         .appends()
         .iter()
-        .flat_map(|a| a.events.iter().map(|e| e.event_id))
+        .flat_map(|a| a.events.iter().map(|e| e.event_id.clone()))
         .collect();
     check_absent_from_log(store, ctx, from, &ids).await;
 }
@@ -142,7 +142,7 @@ pub async fn an_event_id_used_twice_in_a_unit_is_refused<S: Storage>(store: &S) 
     let [s, t] = ["unit-ids-s", "unit-ids-t"].map(unique_id);
     let es = numbered(&s, 0, 2);
     let mut et = numbered(&t, 0, 2);
-    et[1].event_id = es[0].event_id;
+    et[1].event_id = es[0].event_id.clone();
     let unit = UnitOfWork::new()
         .append(AppendRequest::new(
             ENTITY,

@@ -11,7 +11,7 @@ pub async fn a_batch_with_a_duplicate_event_id_stores_nothing<S: Storage>(store:
     let id = unique_id("dup-in-batch");
     let stream = (ENTITY, id.as_str());
     let mut batch = numbered(&id, 0, 3);
-    batch[2].event_id = batch[0].event_id;
+    batch[2].event_id = batch[0].event_id.clone();
     let err = append_err(
         store,
         stream,
@@ -70,7 +70,7 @@ pub async fn a_batch_reusing_a_stored_event_id_stores_nothing<S: Storage>(store:
             read(store, stream).await.is_empty(),
             "no event of a batch reusing a stored id (at index {at}) may be stored"
         );
-        let fresh: Vec<Uuid> = ids_of(&batch)
+        let fresh: Vec<EventId> = ids_of(&batch)
             .into_iter()
             .filter(|i| *i != existing[1].event_id)
             .collect();
@@ -325,7 +325,13 @@ pub async fn a_lost_outcome_after_another_writer_appended_conflicts<S: Storage>(
     }
     let sent: Vec<NewEvent> = e[..2].iter().chain(&other).cloned().collect();
     check_stream(store, "after the conflicting retry", stream, &sent).await;
-    check_absent_from_log(store, "after the conflicting retry", from, &[e[2].event_id]).await;
+    check_absent_from_log(
+        store,
+        "after the conflicting retry",
+        from,
+        &[e[2].event_id.clone()],
+    )
+    .await;
 
     let again = commit_ok(store, "a plain retry of the first commit", &first).await;
     assert_eq!(
@@ -387,4 +393,75 @@ pub async fn a_retried_unit_whose_guarded_stream_moved_is_still_a_retry<S: Stora
     let err = commit_err(store, ctx, &stale).await;
     assert_conflict(ctx, &err, (ENTITY, &guarded), ExpectedVersion::Exact(1), 2);
     check_stream(store, "after the refused unit", (ENTITY, &id), &e).await;
+}
+
+/// Event ids are any non-empty text, as other writers make them (Ventyd's `generateId` may
+/// return any string: a nanoid, a ULID, a prefixed id), and an id is its text, compared byte for
+/// byte: the same UUID spelled in upper case, without hyphens or in braces is a different id
+/// from ventyd's lowercase hyphenated spelling. Each round trips exactly, a retry with such ids
+/// is recognised as one, and a text id stored in one stream may not be used in another.
+pub async fn event_ids_of_any_text_round_trip_and_are_compared_exactly<S: Storage>(store: &S) {
+    let from = head(store).await;
+    let id = unique_id("text-ids");
+    let stream = (ENTITY, id.as_str());
+    let uuid = UuidV7.uuid();
+    let lower = uuid.hyphenated().to_string();
+    let texts = [
+        lower.clone(),
+        lower.to_uppercase(),
+        uuid.simple().to_string(),
+        uuid.braced().to_string(),
+        format!("V1StGXR8_Z5jdHi6B-myT-{}", uuid.simple()),
+        format!("evt ✓ 'q' \"dq\" %_ {lower} "),
+        format!("{lower}{}", "x".repeat(500)),
+    ];
+    let mut events = numbered(&id, 0, texts.len());
+    for (e, text) in events.iter_mut().zip(&texts) {
+        e.event_id = EventId::parse(text).expect("non-empty text is an event id");
+        assert_eq!(e.event_id.to_string(), *text, "an event id keeps its text");
+    }
+    assert_eq!(
+        events[0].event_id.as_uuid(),
+        Some(uuid),
+        "the lowercase hyphenated text is the UUID"
+    );
+    let first = append_ok(store, stream, ExpectedVersion::NoStream, &events).await;
+    let stored = read(store, stream).await;
+    for (e, text) in stored.iter().zip(&texts) {
+        assert_eq!(
+            e.event_id.to_string(),
+            *text,
+            "the event id {text:?} must come back as written"
+        );
+    }
+    check_stream(store, "events with ids of any text", stream, &events).await;
+
+    let again = append_ok(store, stream, ExpectedVersion::NoStream, &events).await;
+    assert_eq!(
+        again, first,
+        "a retry of events with text ids must be recognised and return the stored outcome"
+    );
+    let err = append_err(
+        store,
+        (OTHER, id.as_str()),
+        ExpectedVersion::NoStream,
+        &events[1..2],
+        "the text event id is stored in another stream",
+    )
+    .await;
+    assert_invalid("a text event id stored in another stream", &err);
+
+    // Another spelling of a stored id is another id: it appends.
+    let mut variant = numbered(&id, texts.len(), 1);
+    variant[0].event_id = EventId::parse(&format!("{lower}{}", "X".repeat(500))).unwrap();
+    let more = append_ok(
+        store,
+        stream,
+        ExpectedVersion::Exact(texts.len() as u64),
+        &variant,
+    )
+    .await;
+    let mut expected = pairs(&events, &first);
+    expected.extend(pairs(&variant, &more));
+    check_log(store, "events with ids of any text", from, LARGE, &expected).await;
 }

@@ -95,7 +95,7 @@ pub async fn append_then_read_round_trips_every_field<S: Storage>(store: &S) {
     check_events("read_stream after one append", &stored, &events, stream, 1);
     check_places("read_stream after one append", &stored, &outcome.events);
 
-    let ids: HashSet<Uuid> = ids_of(&events).into_iter().collect();
+    let ids: HashSet<EventId> = ids_of(&events).into_iter().collect();
     let logged: Vec<Arc<StoredEvent>> =
         scan_log(store, "read_log", LogRequest::new(from, LARGE), &ids)
             .await
@@ -121,7 +121,7 @@ pub async fn bodies_round_trip_as_the_same_json<S: Storage>(store: &S) {
         .collect();
     let outcome = append_ok(store, stream, ExpectedVersion::NoStream, &events).await;
     check_stream(store, "read_stream of exact bodies", stream, &events).await;
-    let ids: HashSet<Uuid> = ids_of(&events).into_iter().collect();
+    let ids: HashSet<EventId> = ids_of(&events).into_iter().collect();
     let logged: Vec<Arc<StoredEvent>> =
         scan_log(store, "read_log", LogRequest::new(from, LARGE), &ids)
             .await
@@ -312,7 +312,7 @@ pub async fn a_large_body_round_trips<S: Storage>(store: &S) {
     let events = vec![big, numbered(&id, 1, 1).remove(0)];
     append_ok(store, stream, ExpectedVersion::NoStream, &events).await;
     check_stream(store, "a 1 MiB body", stream, &events).await;
-    let ids: HashSet<Uuid> = ids_of(&events).into_iter().collect();
+    let ids: HashSet<EventId> = ids_of(&events).into_iter().collect();
     let logged: Vec<Arc<StoredEvent>> =
         scan_log(store, "a 1 MiB body", LogRequest::new(from, 1), &ids)
             .await
@@ -424,7 +424,7 @@ pub async fn odd_characters_round_trip<S: Storage>(store: &S) {
 /// concatenate to the same text (`a:b`/`c` and `a`/`b:c`). A store that folds case, trims,
 /// normalises or joins keys would merge two entities' histories.
 pub async fn streams_differing_only_slightly_stay_distinct<S: Storage>(store: &S) {
-    let u = UuidV7.event_id().simple().to_string();
+    let u = UuidV7.uuid().simple().to_string();
     let base = format!("Stream-{u}");
     let name = format!("conformance-{u}");
     let streams: Vec<(String, String)> = vec![

@@ -64,7 +64,7 @@ pub async fn recorded_times_never_decrease_in_log_order<S: Storage>(store: &S) {
                 place.recorded_at, outcome.events[0].recorded_at,
                 "every event of one commit must carry the same commit time: {outcome:?}"
             );
-            times.insert(e.event_id, place.recorded_at);
+            times.insert(e.event_id.clone(), place.recorded_at);
         }
         // Let the clock move, so that commits have different times to get in the wrong order.
         tokio::time::sleep(Duration::from_millis(2)).await;

@@ -137,11 +137,11 @@ pub async fn a_conflict_on_one_append_stores_nothing_of_the_unit<S: Storage>(sto
         None,
         "{ctx}: the unit's document must not be written"
     );
-    let ids: Vec<Uuid> = ea
+    let ids: Vec<EventId> = ea
         .iter()
         .chain(&eb)
         .chain(&ec)
-        .map(|e| e.event_id)
+        .map(|e| e.event_id.clone())
         .collect();
     check_absent_from_log(store, ctx, from, &ids).await;
 
@@ -220,7 +220,7 @@ pub async fn a_document_conflict_fails_the_whole_unit<S: Storage>(store: &S) {
         );
         let doc = read_document(store, existing.0, existing.1).await;
         check_document(&ctx, doc.as_ref(), existing, 1, initial, stored.recorded_at);
-        let ids: Vec<Uuid> = ea.iter().chain(&eb).map(|e| e.event_id).collect();
+        let ids: Vec<EventId> = ea.iter().chain(&eb).map(|e| e.event_id.clone()).collect();
         check_absent_from_log(store, &ctx, from, &ids).await;
     }
 }

@@ -32,9 +32,9 @@
 //! All tables are `STRICT`, so a column holds the type it declares or the write fails.
 //!
 //! - `events`: `position INTEGER PRIMARY KEY AUTOINCREMENT` (the global position; AUTOINCREMENT
-//!   so a position is never handed out twice), `event_id TEXT UNIQUE` (the UUID as a person
-//!   sees it and ventyd prints it, lowercase with hyphens; one spelling per id, so the unique
-//!   index catches a repeat, and v7 ids still sort by time), `entity_name`, `entity_id`, `version`, `event_name`, `schema_version`,
+//!   so a position is never handed out twice), `event_id TEXT UNIQUE` (any non-empty text,
+//!   compared byte for byte; ventyd writes its UUIDs as a person sees them and ventyd prints
+//!   them, lowercase with hyphens, so v7 ids still sort by time), `entity_name`, `entity_id`, `version`, `event_name`, `schema_version`,
 //!   `created_at` (the writer's time), `body` (JSON text), `metadata` (JSON text or `NULL`),
 //!   `checked_schema` (the fingerprint of the schema the body passed before it was stored, or
 //!   `NULL`) and `recorded_at` (the store's commit time), with
@@ -58,7 +58,9 @@
 //! (snapshot rows move to the `ventyd.snapshots/<entity>` collections). A version-1 file is
 //! migrated in place the first time this build opens it. Schema version 3 stores event ids as
 //! text (the table is built again, positions and the position counter kept) and adds the view
-//! `events_readable`.
+//! `events_readable`. Schema version 4 takes event ids of any non-empty text (another writer's,
+//! as Ventyd's `generateId` may make them), where version 3 allowed only a UUID's text; the table
+//! is built again the same way.
 //!
 //! # Pragmas
 //!

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use rusqlite::types::{FromSql, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use uuid::Uuid;
 
 use super::Ctx;
 use super::error::{from_sql_int, to_sql_int};
 use crate::error::{BoxError, Error, StorageError, StorageErrorKind};
+use crate::event_id::EventId;
 use crate::metadata::Metadata;
 use crate::record::EventRef;
 use crate::storage::{
@@ -144,30 +144,11 @@ fn with_event<T>(
     let metadata = metadata
         .get(metadata_text)
         .map_err(|e| RowError::new("metadata", "is not valid JSON").caused_by(e))?;
-    // Parsed from the bytes: a UUID is ASCII, so no UTF-8 check is needed first.
-    let event_id = match row.get_ref(1).map_err(|e| RowError::sql("event_id", e))? {
-        ValueRef::Text(bytes) => Uuid::try_parse_ascii(bytes).map_err(|_| {
-            RowError::new(
-                "event_id",
-                format!(
-                    "is {:?}, which is not a UUID (ventyd's event ids are UUIDs)",
-                    String::from_utf8_lossy(bytes)
-                ),
-            )
-        })?,
-        other => {
-            return Err(RowError::new(
-                "event_id",
-                format!(
-                    "holds a value of the wrong type ({}), not the text of a UUID",
-                    other.data_type()
-                ),
-            ));
-        }
-    };
+    let event_id = EventId::parse(text(row, 1, "event_id")?)
+        .map_err(|e| RowError::new("event_id", e.to_string()))?;
     let event = EventRef {
         position: count(row, 0, "position")?,
-        event_id,
+        event_id: &event_id,
         event_name: text(row, 2, "event_name")?,
         entity_name,
         entity_id,

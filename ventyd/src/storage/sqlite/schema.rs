@@ -11,7 +11,7 @@ use super::error::{retry_busy, sql_error};
 use crate::error::{Error, StorageError, StorageErrorKind};
 
 /// The schema version this build writes; files with a later one are refused.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The migrations, in order: `MIGRATIONS[n]` takes a file from schema version `n` to `n + 1`.
 /// Each runs inside the one transaction that [`migrate`] opens.
@@ -144,13 +144,57 @@ SELECT position, event_id, entity_name, entity_id, version, event_name, schema_v
        strftime('%Y-%m-%dT%H:%M:%fZ', recorded_at / 1000.0, 'unixepoch') AS recorded_at,
        body, metadata, checked_schema
 FROM events;
+"#, // 4: event ids as any non-empty text, as Ventyd's `generateId` may make them (a Ventyd
+    // service sharing the file, a foreign client). The ids ventyd makes are still the UUID's
+    // lowercase hyphenated text; an id is its text, byte for byte, as the unique index compares
+    // it. Only the CHECK changes, and SQLite cannot change one in place: the table is built again
+    // as in step 3, positions and the position counter kept, and the view with it.
+    r#"
+DROP VIEW events_readable;
+
+CREATE TABLE events_v4 (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT    NOT NULL UNIQUE CHECK (length(event_id) >= 1),
+    entity_name     TEXT    NOT NULL,
+    entity_id       TEXT    NOT NULL,
+    version         INTEGER NOT NULL CHECK (version >= 1),
+    event_name      TEXT    NOT NULL,
+    schema_version  INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    body            TEXT    NOT NULL,
+    metadata        TEXT,
+    checked_schema  INTEGER,
+    -- A foreign client that leaves the commit time out gets its own clock's, in milliseconds.
+    recorded_at     INTEGER NOT NULL
+        DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+    UNIQUE (entity_name, entity_id, version)
+) STRICT;
+
+INSERT INTO events_v4 (position, event_id, entity_name, entity_id, version, event_name,
+                       schema_version, created_at, body, metadata, checked_schema, recorded_at)
+SELECT position, event_id, entity_name, entity_id, version, event_name, schema_version,
+       created_at, body, metadata, checked_schema, recorded_at
+FROM events ORDER BY position;
+
+DELETE FROM sqlite_sequence WHERE name = 'events_v4';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'events_v4', seq FROM sqlite_sequence
+    WHERE name = 'events';
+DROP TABLE events;
+ALTER TABLE events_v4 RENAME TO events;
+
+CREATE VIEW events_readable AS
+SELECT position, event_id, entity_name, entity_id, version, event_name, schema_version,
+       strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch') AS created_at,
+       strftime('%Y-%m-%dT%H:%M:%fZ', recorded_at / 1000.0, 'unixepoch') AS recorded_at,
+       body, metadata, checked_schema
+FROM events;
 "#,
 ];
 
 /// The tables ventyd creates; a file that has a table, index, view or trigger of one of these
 /// names without ventyd's version is someone else's, and is left alone. SQLite compares names
 /// without regard to ASCII case, so `EVENTS` is taken too.
-const OWN_TABLES: [&str; 8] = [
+const OWN_TABLES: [&str; 9] = [
     "ventyd_meta",
     "events",
     "snapshots",
@@ -159,6 +203,7 @@ const OWN_TABLES: [&str; 8] = [
     "documents",
     "events_readable",
     "events_v3",
+    "events_v4",
 ];
 
 /// The store's identity, which its log cursors carry.

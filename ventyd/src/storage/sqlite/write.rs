@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::event_id::EventId;
 use rusqlite::{Connection, OptionalExtension, params};
-use uuid::Uuid;
 
 use super::Ctx;
 use super::error::{BUSY_PAUSE, from_sql_int, is_busy, is_unique_violation, to_sql_int};
@@ -369,22 +369,23 @@ fn apply(
             };
             places.reserve(req.events.len() - skip);
             for (i, (e, metadata)) in req.events[skip..].iter().zip(&metadata[skip..]).enumerate() {
-                insert.execute(params![
-                    e.event_id
-                        .hyphenated()
-                        .encode_lower(&mut Uuid::encode_buffer()) as &str,
-                    req.entity_name,
-                    req.entity_id,
-                    to_sql_int(after + i as u64 + 1)?,
-                    &*e.event_name,
-                    e.schema_version,
-                    e.event_created_at.as_millis(),
-                    &e.body,
-                    metadata.as_deref(),
-                    // Stored as the same 64 bits in a signed column.
-                    e.checked_schema.map(|h| h as i64),
-                    at,
-                ])?;
+                let version = to_sql_int(after + i as u64 + 1)?;
+                e.event_id.with_str(|event_id| {
+                    insert.execute(params![
+                        event_id,
+                        req.entity_name,
+                        req.entity_id,
+                        version,
+                        &*e.event_name,
+                        e.schema_version,
+                        e.event_created_at.as_millis(),
+                        &e.body,
+                        metadata.as_deref(),
+                        // Stored as the same 64 bits in a signed column.
+                        e.checked_schema.map(|h| h as i64),
+                        at,
+                    ])
+                })?;
                 places.push(EventPlace::new(
                     from_sql_int(tx.last_insert_rowid())?,
                     recorded_at,
@@ -461,7 +462,7 @@ fn lookup(
     tx: &Connection,
     ctx: &Ctx,
     req: &AppendRequest<'_>,
-    id: &Uuid,
+    id: &EventId,
 ) -> Result<Option<Prior<'static>>, Error> {
     let fail = |e| {
         ctx.error(
@@ -470,10 +471,9 @@ fn lookup(
         )
     };
     let mut by_id = tx.prepare_cached(EVENT_BY_ID).map_err(fail)?;
-    by_id
-        .query_row(
-            [&*id.hyphenated().encode_lower(&mut Uuid::encode_buffer())],
-            |row| {
+    id.with_str(|id| {
+        by_id
+            .query_row([id], |row| {
                 Ok(Prior {
                     entity_name: Cow::Owned(row.get(1)?),
                     entity_id: Cow::Owned(row.get(2)?),
@@ -485,10 +485,10 @@ fn lookup(
                         Timestamp::from_millis(row.get(6)?),
                     ),
                 })
-            },
-        )
-        .optional()
-        .map_err(fail)
+            })
+            .optional()
+    })
+    .map_err(fail)
 }
 
 /// Commits several units in one transaction: a unit that is refused (a conflict, a reused id)
