@@ -754,6 +754,12 @@ fn metadata_that_is_not_utf8_is_named_with_its_entity_and_version() {
 }
 
 #[test]
+fn an_event_id_that_is_not_utf8_is_named_with_its_entity_and_version() {
+    // Any text is an id, but bytes that are not UTF-8 are not text.
+    a_column_that_is_not_utf8("event_id");
+}
+
+#[test]
 fn a_document_body_that_is_not_utf8_is_named_with_its_key() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();

@@ -92,6 +92,21 @@ impl EventId {
         }
     }
 
+    /// The id whose text is `bytes`, as a store reads it from a row: the text of a UUID in
+    /// ventyd's spelling is parsed from the bytes without a UTF-8 check first (it is ASCII);
+    /// other text must be UTF-8. `None` for bytes that are not UTF-8, `Err` for empty text.
+    pub(crate) fn from_utf8(bytes: &[u8]) -> Option<Result<EventId, InvalidEventId>> {
+        if let Some(uuid) = Self::canonical_uuid(bytes) {
+            return Some(Ok(EventId(Repr::Uuid(uuid))));
+        }
+        let text = std::str::from_utf8(bytes).ok()?;
+        Some(if text.is_empty() {
+            Err(InvalidEventId)
+        } else {
+            Ok(EventId(Repr::Text(Arc::from(text))))
+        })
+    }
+
     /// The UUID whose lowercase hyphenated text is exactly `bytes`, if there is one.
     fn canonical_uuid(bytes: &[u8]) -> Option<Uuid> {
         if bytes.len() != UUID_TEXT_LEN || bytes.iter().any(u8::is_ascii_uppercase) {

@@ -144,8 +144,21 @@ fn with_event<T>(
     let metadata = metadata
         .get(metadata_text)
         .map_err(|e| RowError::new("metadata", "is not valid JSON").caused_by(e))?;
-    let event_id = EventId::parse(text(row, 1, "event_id")?)
-        .map_err(|e| RowError::new("event_id", e.to_string()))?;
+    let event_id = match row.get_ref(1).map_err(|e| RowError::sql("event_id", e))? {
+        // A UUID in ventyd's spelling is parsed from the bytes, without a UTF-8 check first.
+        ValueRef::Text(bytes) => EventId::from_utf8(bytes)
+            .ok_or_else(|| RowError::new("event_id", "is not valid UTF-8"))?
+            .map_err(|e| RowError::new("event_id", e.to_string()))?,
+        other => {
+            return Err(RowError::new(
+                "event_id",
+                format!(
+                    "holds a value of the wrong type ({}), not text",
+                    other.data_type()
+                ),
+            ));
+        }
+    };
     let event = EventRef {
         position: count(row, 0, "position")?,
         event_id: &event_id,
