@@ -95,6 +95,7 @@ impl EventId {
     /// The id whose text is `bytes`, as a store reads it from a row: the text of a UUID in
     /// ventyd's spelling is parsed from the bytes without a UTF-8 check first (it is ASCII);
     /// other text must be UTF-8. `None` for bytes that are not UTF-8, `Err` for empty text.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn from_utf8(bytes: &[u8]) -> Option<Result<EventId, InvalidEventId>> {
         if let Some(uuid) = Self::canonical_uuid(bytes) {
             return Some(Ok(EventId(Repr::Uuid(uuid))));

@@ -135,3 +135,31 @@ impl Metadata {
             && self.extra.is_empty()
     }
 }
+
+/// Reuses the parsed metadata of the previous row when the text is the same (every event of a
+/// commit carries the same metadata).
+#[derive(Default)]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) struct MetadataCache {
+    last: Option<(String, std::sync::Arc<Metadata>)>,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl MetadataCache {
+    pub(crate) fn get(
+        &mut self,
+        text: Option<&str>,
+    ) -> Result<Option<std::sync::Arc<Metadata>>, serde_json::Error> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        if let Some((held, parsed)) = &self.last
+            && held == text
+        {
+            return Ok(Some(parsed.clone()));
+        }
+        let parsed = std::sync::Arc::new(serde_json::from_str::<Metadata>(text)?);
+        self.last = Some((text.to_owned(), parsed.clone()));
+        Ok(Some(parsed))
+    }
+}

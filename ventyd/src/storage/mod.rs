@@ -32,6 +32,9 @@ mod any;
 mod document;
 mod log;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
@@ -45,8 +48,12 @@ pub use log::{
     CorruptEvent, LogCursor, LogEntry, LogFilter, LogPage, LogRequest, ParseCursorError,
 };
 pub use memory::MemoryStorage;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStorage;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStorage;
+#[cfg(feature = "postgres")]
+pub(crate) use unit::Settled;
 pub use unit::{
     AppendOutcome, AppendRequest, CommitOutcome, DocumentOp, DocumentWrite, EventPlace, UnitOfWork,
 };

@@ -9,7 +9,7 @@ use super::Ctx;
 use super::error::{from_sql_int, to_sql_int};
 use crate::error::{BoxError, Error, StorageError, StorageErrorKind};
 use crate::event_id::EventId;
-use crate::metadata::Metadata;
+use crate::metadata::MetadataCache;
 use crate::record::EventRef;
 use crate::storage::{
     CorruptEvent, Document, DocumentPage, DocumentRange, LogCursor, LogEntry, LogPage, LogRequest,
@@ -39,29 +39,6 @@ const LIST_DOCUMENTS: &str = "SELECT key, revision, body, updated_at FROM docume
 
 const LIST_DOCUMENTS_FROM_START: &str = "SELECT key, revision, body, updated_at FROM documents \
     WHERE collection = ?1 ORDER BY key LIMIT ?2";
-
-/// Reuses the parsed metadata of the previous row when the text is the same (every event of a
-/// commit carries the same metadata).
-#[derive(Default)]
-struct MetadataCache {
-    last: Option<(String, Arc<Metadata>)>,
-}
-
-impl MetadataCache {
-    fn get(&mut self, text: Option<&str>) -> Result<Option<Arc<Metadata>>, serde_json::Error> {
-        let Some(text) = text else {
-            return Ok(None);
-        };
-        if let Some((held, parsed)) = &self.last
-            && held == text
-        {
-            return Ok(Some(parsed.clone()));
-        }
-        let parsed = Arc::new(serde_json::from_str::<Metadata>(text)?);
-        self.last = Some((text.to_owned(), parsed.clone()));
-        Ok(Some(parsed))
-    }
-}
 
 /// Why a row could not be turned into an event: which column, and what is wrong with it.
 struct RowError {
